@@ -1,0 +1,79 @@
+"""The command line: LightningCLI with the project's links, callbacks and loggers.
+
+* ``data.num_items`` flows into ``model.num_items`` once the DataModule exists; ``data.max_len`` into
+  ``model.max_len`` at parse time. Neither is ever typed twice.
+* Checkpointing and early stopping are first-class argument groups (``--checkpoint.*``, ``--early_stopping.*``)
+  with the paper's protocol as defaults: monitor validation MRR@10, patience 10.
+* Without an explicit ``--trainer.logger``, runs log to TensorBoard and CSV under
+  ``<trainer.default_root_dir or runs>/<dataset>/``.
+* A rich progress bar is added unless ``--trainer.enable_progress_bar false`` or another bar is configured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from sracl_lightning.catalog import resolve
+from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.module import SRACLModule
+
+#: The metric that selects checkpoints and stops training (SPEC §2.2: the released code uses MRR@10).
+MONITOR = "val/mrr@10"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class SRACLCLI(LightningCLI):
+    """LightningCLI for :class:`SRACLModule` (and subclasses, via ``model.class_path``) on sequence data.
+
+    It parses and instantiates only (``run=False``); ``train.py`` then fits and tests, and ``--ckpt_path`` resumes.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs["run"] = False
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        default_config = CONFIG_DIR / "default.yaml"
+        if default_config.is_file():
+            kwargs.setdefault("parser_kwargs", {"default_config_files": [str(default_config)]})
+        super().__init__(SRACLModule, SeqRecDataModule, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
+        parser.link_arguments("data.max_len", "model.init_args.max_len")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.monitor": MONITOR,
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "epoch{epoch:03d}-mrr10-{val/mrr@10:.4f}",
+            "checkpoint.auto_insert_metric_name": False,  # metric names contain '/'
+        })
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": MONITOR, "early_stopping.mode": "max",
+                             "early_stopping.patience": 10})
+        parser.add_argument("--ckpt_path", type=str | None, default=None,
+                            help="Resume training from this checkpoint (e.g. .../checkpoints/last.ckpt).")
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config.trainer
+        if trainer.logger is None:
+            trainer.logger = default_loggers(self.config)
+        callbacks = trainer.callbacks or []
+        if trainer.enable_progress_bar is not False and not any("ProgressBar" in c.class_path for c in callbacks):
+            trainer.callbacks = [*callbacks, Namespace(class_path="lightning.pytorch.callbacks.RichProgressBar")]
+
+
+def default_loggers(config: Namespace) -> list[Namespace]:
+    """TensorBoard (whose version folder also holds checkpoints and config) plus CSV, both named by dataset."""
+    root = config.trainer.default_root_dir or "runs"
+    name, _, _ = resolve(config.data.dataset, config.data.source_root, config.data.source_format)
+    return [
+        Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                  init_args=Namespace(save_dir=root, name=name, default_hp_metric=False)),
+        Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                  init_args=Namespace(save_dir=str(Path(root) / name), name="csv")),
+    ]

@@ -1,0 +1,135 @@
+"""``SeqRecDataModule``: converts a dataset once, then serves leave-one-out samples as :class:`SeqBatch`.
+
+Evaluation under DDP uses a sampler that does not pad: Lightning's default ``DistributedSampler`` repeats users
+to even out the ranks, which would count them twice in the metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from sracl_lightning import processed
+from sracl_lightning.catalog import SourceFormat, resolve
+from sracl_lightning.samples import SequenceSamples, Split, collate_batch
+from sracl_lightning.sequences import Sequences, format_stats
+
+
+class SeqRecDataModule(L.LightningDataModule):
+    """Leave-one-out sequential-recommendation data.
+
+    Args:
+        dataset: A catalog name (``beauty``, ``sports``, ``office``, ``yelp``, ``toys``, ...) or a path to a file.
+        source_root: Where catalog files live (the shared data folder).
+        source_format: Format of a file given by path (``s3rec``, ``sracl``, ``recbole``, ``amazon``); inferred
+            for ``.inter`` and ``.json[.gz]`` files.
+        data_root: Where converted datasets are kept (``<data_root>/<name>/``).
+        max_len: Window length ``L``: the last ``max_len`` items, left-padded with 0 (20 in the paper).
+        batch_size: *Global* training batch size; divided by the number of processes under DDP.
+        eval_batch_size: Evaluation batch size per process.
+        num_workers: DataLoader workers. Batches are built by tensor indexing, so 0 is usually fastest.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "beauty",
+        source_root: str = "../shared/data",
+        source_format: SourceFormat | None = None,
+        data_root: str = "data/processed",
+        max_len: int = 20,
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if max_len < 1:
+            raise ValueError(f"data.max_len must be >= 1, got {max_len}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+        self.save_hyperparameters()
+        self.name, self.source, self.source_format = resolve(dataset, source_root, source_format)
+        self.data_root = Path(data_root)
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self._sequences: Sequences | None = None
+        self._stats: dict | None = None
+        self.per_device_batch_size = batch_size
+        self.datasets: dict[Split, SequenceSamples] = {}
+
+    # ------------------------------------------------------------------------------------------ dataset facts
+    @property
+    def directory(self) -> Path:
+        return self.data_root / self.name
+
+    @property
+    def stats(self) -> dict:
+        """Statistics of the converted dataset (converts it on first access)."""
+        if self._stats is None:
+            self.prepare_data()
+        return self._stats
+
+    @property
+    def num_items(self) -> int:
+        return int(self.stats["num_items"])
+
+    @property
+    def num_users(self) -> int:
+        return int(self.stats["num_users"])
+
+    @property
+    def sequences(self) -> Sequences:
+        if self._sequences is None:
+            self._sequences = processed.load(self.directory)
+        return self._sequences
+
+    # ------------------------------------------------------------------------------------------------ hooks
+    def prepare_data(self) -> None:
+        """Convert the source into the processed layout unless an up-to-date conversion exists."""
+        _, self._stats, converted = processed.prepare(self.name, self.source, self.source_format, self.data_root)
+        verb = "converted" if converted else "reusing"
+        rank_zero_info(f"[data] {verb} {self.source} -> {self.directory}")
+        rank_zero_info(f"[data] {format_stats(self.name, self._stats)}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._stats is None:
+            self._stats = processed.read_stats(self.directory)
+            if self._stats is None:
+                self.prepare_data()
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ValueError(f"data.batch_size {self.batch_size} is not divisible by the {world} processes")
+        self.per_device_batch_size = self.batch_size // world
+        splits: list[Split] = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(
+            stage, ["train", "val", "test"])
+        for split in splits:
+            if split not in self.datasets:
+                with_history = split != "train"  # evaluation may mask already-seen items
+                self.datasets[split] = SequenceSamples(self.sequences, split, self.max_len, with_history)
+
+    # ----------------------------------------------------------------------------------------------- loaders
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.datasets["train"], batch_size=self.per_device_batch_size, shuffle=True,
+                          collate_fn=collate_batch, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def _eval_dataloader(self, split: Split) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Ranks get ceil/floor shares and no user twice; the metrics are summed across ranks.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler, shuffle=False,
+                          collate_fn=collate_batch, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_dataloader("test")

@@ -1,0 +1,131 @@
+"""Readers for the two plain-text sequence formats of the shared data (see ``../shared/data/README.md``).
+
+* S3-Rec / ICLRec format (``<Name>/<Name>.txt``): one line per user, ``user i1 i2 ... in``, oldest first.
+* SRA-CL release format (``sracl/<Name>.txt``): one ``user item`` pair per line; each user's lines are
+  contiguous and chronological.
+
+Both use positive integer ids. Items are renumbered by ascending source id, which is the identity when the
+source ids are already ``1..N`` (true for every shared file), so item text keyed by source ids stays aligned.
+Users keep file order. Every error names the file and the 1-based line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sracl_lightning.sequences import DataFormatError, Sequences
+
+
+def _parse_id(token: str, path: Path, line: int, field: str) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise DataFormatError(path, f"{field} must be a positive integer, got {token!r}", line=line) from None
+    if value < 1:
+        raise DataFormatError(path, f"{field} must be a positive integer (0 is padding), got {value}", line=line)
+    return value
+
+
+def _open_lines(path: Path):
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            text = raw.strip()
+            if text:  # blank lines (e.g. a trailing one) carry nothing
+                yield lineno, text.split()
+
+
+def _renumber(
+    raw_items: list[int], user_tokens: list[str], lengths: list[int], first_line: list[int]
+) -> Sequences:
+    """Map source item ids to 1..N by ascending source id and pack the arrays."""
+    source_ids = np.asarray(raw_items, dtype=np.int64)
+    distinct, items = np.unique(source_ids, return_inverse=True)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Sequences(
+        items=(items + 1).astype(np.int32),
+        offsets=offsets,
+        user_tokens=user_tokens,
+        item_tokens=[None, *(str(i) for i in distinct.tolist())],
+        first_line=np.asarray(first_line, dtype=np.int64),
+    )
+
+
+def read_s3rec(path: str | Path) -> Sequences:
+    """Read an S3-Rec/ICLRec file: one ``user i1 i2 ...`` line per user.
+
+    Raises:
+        DataFormatError: on a non-integer or non-positive id, a user listed twice, a user with fewer than
+            3 items, or an empty file.
+    """
+    path = Path(path)
+    raw_items: list[int] = []
+    user_tokens: list[str] = []
+    lengths: list[int] = []
+    first_line: list[int] = []
+    seen_users: dict[str, int] = {}
+    for lineno, tokens in _open_lines(path):
+        user = tokens[0]
+        _parse_id(user, path, lineno, "user id")
+        if user in seen_users:
+            raise DataFormatError(
+                path, f"user {user} appears again (first on line {seen_users[user]}); expected one line per user",
+                line=lineno,
+            )
+        seen_users[user] = lineno
+        raw_items.extend(_parse_id(t, path, lineno, "item id") for t in tokens[1:])
+        user_tokens.append(user)
+        lengths.append(len(tokens) - 1)
+        first_line.append(lineno)
+    if not user_tokens:
+        raise DataFormatError(path, "empty file: expected lines of the form 'user item1 item2 ...'")
+    sequences = _renumber(raw_items, user_tokens, lengths, first_line)
+    sequences.validate(path)
+    return sequences
+
+
+def read_sracl(path: str | Path) -> Sequences:
+    """Read an SRA-CL release file: one ``user item`` pair per line, each user's lines contiguous.
+
+    Raises:
+        DataFormatError: on a line without exactly two fields, a non-integer id, a user whose lines are not
+            contiguous, a user with fewer than 3 items, or an empty file.
+    """
+    path = Path(path)
+    raw_items: list[int] = []
+    user_tokens: list[str] = []
+    lengths: list[int] = []
+    first_line: list[int] = []
+    finished: dict[str, int] = {}  # users whose block has ended -> their first line
+    current: str | None = None
+    for lineno, tokens in _open_lines(path):
+        if len(tokens) != 2:
+            raise DataFormatError(path, f"expected 2 fields 'user item', got {len(tokens)}: {' '.join(tokens)!r}",
+                                  line=lineno)
+        user, item = tokens
+        if user != current:
+            _parse_id(user, path, lineno, "user id")
+            if user in finished:
+                raise DataFormatError(
+                    path,
+                    f"user {user} reappears after other users (its lines start on line {finished[user]}); "
+                    "each user's interactions must be contiguous",
+                    line=lineno,
+                )
+            if current is not None:
+                finished[current] = first_line[-1]
+            current = user
+            user_tokens.append(user)
+            lengths.append(0)
+            first_line.append(lineno)
+        raw_items.append(_parse_id(item, path, lineno, "item id"))
+        lengths[-1] += 1
+    if not user_tokens:
+        raise DataFormatError(path, "empty file: expected lines of the form 'user item'")
+    sequences = _renumber(raw_items, user_tokens, lengths, first_line)
+    sequences.validate(path)
+    return sequences

@@ -1,0 +1,27 @@
+"""Shared fixtures: tiny datasets in the real on-disk formats, and the repository paths."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def load_synthetic_generator():
+    """Import ``data/synthetic.py`` by path (``data/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location("synthetic", REPO_ROOT / "data" / "synthetic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def synthetic_reviews(tmp_path_factory) -> Path:
+    """A small synthetic Amazon-style review file (300 users, 120 items), generated once per session."""
+    out = tmp_path_factory.mktemp("synthetic_raw")
+    info = load_synthetic_generator().generate(out, num_users=300, num_items=120, seed=0)
+    return Path(info["reviews_path"])

@@ -1,0 +1,73 @@
+"""Full-ranking metrics against hand-computed ranks, the tie rule, masking, and batch-size invariance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sracl_lightning.metrics import RankingMetrics, target_ranks
+
+
+def test_ranks_by_hand() -> None:
+    scores = torch.tensor([
+        [0.1, 0.9, 0.5, 0.3],  # target col 2 (0.5): only 0.9 is higher -> rank 2
+        [0.4, 0.4, 0.4, 0.1],  # target col 0 ties with cols 1 and 2 -> both count above -> rank 3
+        [0.0, 0.0, 0.0, 0.0],  # constant scores -> worst rank N = 4, never 1
+        [5.0, 1.0, 2.0, 3.0],  # target col 0 is the best -> rank 1
+    ])
+    ranks = target_ranks(scores, torch.tensor([2, 0, 3, 0]))
+    assert ranks.tolist() == [2, 3, 4, 1]
+
+
+def test_metric_values_by_hand() -> None:
+    metric = RankingMetrics(ks=(1, 3))
+    metric.update_ranks(torch.tensor([1, 2, 3, 10]))
+    out = metric.compute()
+    assert out["count"] == 4
+    assert out["hr@1"].item() == pytest.approx(0.25)
+    assert out["hr@3"].item() == pytest.approx(0.75)
+    assert out["ndcg@3"].item() == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(4)) / 4)
+    assert out["mrr@3"].item() == pytest.approx((1 + 1 / 2 + 1 / 3) / 4)
+    assert out["mrr@1"].item() == pytest.approx(0.25)
+
+
+def test_exclude_seen_items_but_never_the_target() -> None:
+    scores = torch.tensor([[0.9, 0.8, 0.5, 0.7, 0.1]])
+    target = torch.tensor([2])
+    assert target_ranks(scores, target).item() == 4
+    # Exclude items 0 and 3 (seen) and the target itself (repeat purchase): only item 1 remains above.
+    assert target_ranks(scores, target, exclude=torch.tensor([[0, 3, 2, -1]])).item() == 2
+
+
+def test_batch_size_invariance() -> None:
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(103, 57, generator=generator).round(decimals=1)  # rounding creates ties
+    target = torch.randint(0, 57, (103,), generator=generator)
+    results = []
+    for batch_size in (1, 7, 64, 103):
+        metric = RankingMetrics()
+        for start in range(0, 103, batch_size):
+            metric.update(scores[start:start + batch_size], target[start:start + batch_size])
+        results.append(metric.compute())
+    for other in results[1:]:
+        for key in results[0]:
+            torch.testing.assert_close(other[key], results[0][key])
+
+
+def test_sum_states_merge_like_two_processes() -> None:
+    """Two metric instances (as two DDP ranks) merged by summing states equal one instance over all users."""
+    ranks = torch.arange(1, 41)
+    whole, first, second = RankingMetrics(), RankingMetrics(), RankingMetrics()
+    whole.update_ranks(ranks)
+    first.update_ranks(ranks[:21])
+    second.update_ranks(ranks[21:])
+    merged_sums, merged_count = first.sums + second.sums, first.count + second.count  # what dist "sum" does
+    torch.testing.assert_close(merged_sums, whole.sums)
+    assert merged_count == whole.count == 40
+
+
+def test_rejects_bad_cutoffs() -> None:
+    with pytest.raises(ValueError):
+        RankingMetrics(ks=(0, 10))

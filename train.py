@@ -1,0 +1,32 @@
+"""Train a sequential recommender, then test the best checkpoint.
+
+    python train.py                                   # embedded synthetic default (configs/default.yaml)
+    python train.py --config configs/beauty.yaml      # a paper dataset
+    python train.py --config configs/beauty.yaml --trainer.devices 2 --trainer.strategy ddp \
+        --trainer.precision bf16-mixed
+    python train.py --config configs/beauty.yaml --ckpt_path runs/beauty/version_0/checkpoints/last.ckpt
+
+``--help`` lists every argument; configs/default.yaml is always loaded first.
+"""
+
+from __future__ import annotations
+
+from sracl_lightning.cli import SRACLCLI
+from sracl_lightning.results import write_results
+
+
+def main() -> None:
+    cli = SRACLCLI()
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # fast_dev_run and checkpointing-off runs have no best checkpoint: test the weights in memory.
+    metrics = trainer.test(model, datamodule=data, ckpt_path=best or None)[0]
+    if trainer.is_global_zero:
+        # fast_dev_run disables the loggers, and with them the run folder.
+        out_dir = trainer.log_dir or trainer.default_root_dir
+        write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name)
+
+
+if __name__ == "__main__":
+    main()
