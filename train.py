@@ -22,9 +22,9 @@ def main() -> None:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # fast_dev_run and checkpointing-off runs have no best checkpoint: test the weights in memory.
     metrics = trainer.test(model, datamodule=data, ckpt_path=best or None)[0]
+    # log_dir broadcasts from rank 0, so every rank asks; fast_dev_run has no loggers and no run folder.
+    out_dir = trainer.log_dir or trainer.default_root_dir
     if trainer.is_global_zero:
-        # fast_dev_run disables the loggers, and with them the run folder.
-        out_dir = trainer.log_dir or trainer.default_root_dir
         write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name)
 
 

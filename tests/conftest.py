@@ -21,7 +21,10 @@ def load_synthetic_generator():
 
 @pytest.fixture(scope="session")
 def synthetic_reviews(tmp_path_factory) -> Path:
-    """A small synthetic Amazon-style review file (300 users, 120 items), generated once per session."""
+    """A small synthetic Amazon-style review file, generated once per session.
+
+    301 users (odd, so a padding DDP sampler would repeat one on 2 ranks) and 120 items.
+    """
     out = tmp_path_factory.mktemp("synthetic_raw")
-    info = load_synthetic_generator().generate(out, num_users=300, num_items=120, seed=0)
+    info = load_synthetic_generator().generate(out, num_users=301, num_items=120, seed=0)
     return Path(info["reviews_path"])
