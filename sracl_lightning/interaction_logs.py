@@ -112,22 +112,36 @@ def read_recbole_inter(
     try:
         frame = pl.read_csv(
             path, separator="\t", has_header=True, new_columns=names, infer_schema=False, quote_char=None,
-            columns=[names.index(user_field), names.index(item_field), names.index(time_field)],
-        )
+        ).select(user_field, item_field, time_field)  # all columns are read, so ragged rows are caught
     except pl.exceptions.PolarsError as err:
-        raise DataFormatError(path, f"malformed tab-separated content: {err}") from None
+        line = _first_line_with_field_count_other_than(path, len(names))
+        raise DataFormatError(path, f"expected {len(names)} tab-separated fields as in the header, {err}",
+                              line=line) from None
+    frame = frame.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias("_line"))  # header is line 1
+    # Blank lines (e.g. a trailing one) come back as rows of nulls and carry nothing.
+    frame = frame.filter(~pl.all_horizontal(pl.col(user_field, item_field, time_field).is_null()))
     log = frame.select(
         pl.col(user_field).alias("user"),
         pl.col(item_field).alias("item"),
         pl.col(time_field).cast(pl.Float64, strict=False).alias("time"),
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias("line"),  # header is line 1
+        pl.col("_line").alias("line"),
     )
     for column, expected in (("user", "a user id"), ("item", "an item id"), ("time", "a numeric timestamp")):
         row = _first_bad_row(log, column)
         if row is not None:
             raw = frame[row, {"user": user_field, "item": item_field, "time": time_field}[column]]
-            raise DataFormatError(path, f"field {column!r}: expected {expected}, got {raw!r}", line=row + 2)
+            raise DataFormatError(path, f"field {column!r}: expected {expected}, got {raw!r}",
+                                  line=int(log["line"][row]))
     return log_to_sequences(log, path, min_interactions=min_interactions, drop_duplicates=drop_duplicates)
+
+
+def _first_line_with_field_count_other_than(path: Path, expected: int) -> int | None:
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            text = line.rstrip("\n\r")
+            if text and len(text.split("\t")) != expected:
+                return lineno
+    return None
 
 
 def _line_chunks(path: Path) -> Iterator[tuple[int, list[bytes]]]:
@@ -148,6 +162,20 @@ def _line_chunks(path: Path) -> Iterator[tuple[int, list[bytes]]]:
 _AMAZON_FIELDS = {"reviewerID": pl.String, "asin": pl.String, "unixReviewTime": pl.Int64}
 
 
+def _check_review_line(path: Path, lineno: int, line: bytes) -> None:
+    """Raise a :class:`DataFormatError` naming ``lineno`` if the line is not a usable review object."""
+    try:
+        review = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(path, f"expected one JSON object per line: {err.msg}", line=lineno) from None
+    if not isinstance(review, dict):
+        raise DataFormatError(path, f"expected a JSON object, got {type(review).__name__}", line=lineno)
+    for field, kind in (("reviewerID", str), ("asin", str), ("unixReviewTime", int)):
+        if field in review and review[field] is not None and not isinstance(review[field], kind):
+            raise DataFormatError(path, f"field {field!r}: expected {kind.__name__}, got {review[field]!r}",
+                                  line=lineno)
+
+
 def _parse_amazon_chunk(path: Path, start: int, lines: list[bytes]) -> pl.DataFrame:
     kept = [start + i for i, line in enumerate(lines) if line.strip()]  # the JSON reader skips blank lines
     try:
@@ -157,10 +185,7 @@ def _parse_amazon_chunk(path: Path, start: int, lines: list[bytes]) -> pl.DataFr
     if frame is None or frame.height != len(kept):
         # Find the offending line with the slow, precise parser so the error can name it.
         for lineno in kept:
-            try:
-                json.loads(lines[lineno - start])
-            except json.JSONDecodeError as err:
-                raise DataFormatError(path, f"expected one JSON object per line: {err.msg}", line=lineno) from None
+            _check_review_line(path, lineno, lines[lineno - start])
         raise DataFormatError(path, f"could not parse the review lines {start}..{start + len(lines) - 1}")
     frame = frame.with_columns(pl.Series("line", kept, dtype=pl.Int64))
     for field in _AMAZON_FIELDS:

@@ -69,8 +69,7 @@ def read_s3rec(path: str | Path) -> Sequences:
     first_line: list[int] = []
     seen_users: dict[str, int] = {}
     for lineno, tokens in _open_lines(path):
-        user = tokens[0]
-        _parse_id(user, path, lineno, "user id")
+        user = str(_parse_id(tokens[0], path, lineno, "user id"))  # canonical: "01" and "1" are one user
         if user in seen_users:
             raise DataFormatError(
                 path, f"user {user} appears again (first on line {seen_users[user]}); expected one line per user",
@@ -106,9 +105,8 @@ def read_sracl(path: str | Path) -> Sequences:
         if len(tokens) != 2:
             raise DataFormatError(path, f"expected 2 fields 'user item', got {len(tokens)}: {' '.join(tokens)!r}",
                                   line=lineno)
-        user, item = tokens
+        user, item = str(_parse_id(tokens[0], path, lineno, "user id")), tokens[1]
         if user != current:
-            _parse_id(user, path, lineno, "user id")
             if user in finished:
                 raise DataFormatError(
                     path,

@@ -1,0 +1,233 @@
+"""Tests of the processed on-disk layout (convert once, reuse until the source changes) and of catalog.resolve."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sracl_lightning import catalog, processed
+from sracl_lightning.sequence_files import read_s3rec
+
+LAYOUT_FILES = {"items.npy", "offsets.npy", "id_map.json", "stats.json"}
+TOY_LINES = ["5 10 20 30 40", "2 20 50 10", "9 30 30 50 20 10"]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A small S3-Rec file with item ids that need renumbering."""
+    path = tmp_path / "src" / "toy.txt"
+    path.parent.mkdir()
+    path.write_text("\n".join(TOY_LINES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    return tmp_path / "processed"
+
+
+def _mtimes(directory: Path) -> dict[str, int]:
+    return {name: (directory / name).stat().st_mtime_ns for name in os.listdir(directory)}
+
+
+def _set_mtime(path: Path, mtime_ns: int) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def test_prepare_converts_once_then_reuses(source: Path, data_root: Path) -> None:
+    """The second call reads nothing and rewrites nothing; both calls return the same stats."""
+    directory, stats, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted and directory == data_root / "toy"
+    assert set(os.listdir(directory)) == LAYOUT_FILES
+    before = _mtimes(directory)
+    directory2, stats2, converted2 = processed.prepare("toy", source, "s3rec", data_root)
+    assert not converted2 and directory2 == directory
+    assert stats2 == stats
+    assert _mtimes(directory) == before
+
+
+def test_force_reconverts(source: Path, data_root: Path) -> None:
+    """``force=True`` converts even when the conversion is current."""
+    processed.prepare("toy", source, "s3rec", data_root)
+    assert processed.prepare("toy", source, "s3rec", data_root, force=True)[2]
+
+
+def test_load_returns_the_reader_arrays(source: Path, data_root: Path) -> None:
+    """``load`` gives back exactly the reader's arrays and dtypes; the id map holds the source ids."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    expected = read_s3rec(source)
+    loaded = processed.load(directory)
+    assert np.array_equal(loaded.items, expected.items) and loaded.items.dtype == np.int32
+    assert np.array_equal(loaded.offsets, expected.offsets) and loaded.offsets.dtype == np.int64
+    assert loaded.num_items == expected.num_items == stats["num_items"] == 5
+    assert loaded.stats() == expected.stats()
+    id_map = processed.load_id_map(directory)
+    assert id_map == {"users": ["5", "2", "9"], "items": [None, "10", "20", "30", "40", "50"]}
+
+
+def test_changed_content_is_reconverted(source: Path, data_root: Path) -> None:
+    """Appending a user triggers a new conversion with the new statistics."""
+    _, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (3, 5, 12)
+    with source.open("a", encoding="utf-8") as f:
+        f.write("4 60 10 20\n")
+    directory, stats, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (4, 6, 15)
+    assert processed.load(directory).num_users == 4
+    assert processed.read_stats(directory) == stats
+
+
+def test_same_size_new_content_is_reconverted(source: Path, data_root: Path) -> None:
+    """A same-size edit with a new mtime is caught by the content hash."""
+    processed.prepare("toy", source, "s3rec", data_root)
+    old = source.read_bytes()
+    new = old.replace(b"2 20 50 10", b"2 20 50 40")
+    assert len(new) == len(old) and new != old
+    mtime = source.stat().st_mtime_ns
+    source.write_bytes(new)
+    _set_mtime(source, mtime + 5_000_000_000)
+    directory, _, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted
+    assert processed.load(directory).sequence(1).tolist() == [2, 5, 4]
+
+
+def test_touched_file_is_not_reconverted(source: Path, data_root: Path) -> None:
+    """A new mtime with the same bytes is recognised by its sha256: no reconversion, no rewritten files."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    before = _mtimes(directory)
+    _set_mtime(source, source.stat().st_mtime_ns + 7_000_000_000)
+    assert source.stat().st_mtime_ns != stats["source"]["mtime_ns"]  # the cheap check really misses
+    _, stats2, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert not converted
+    assert stats2["num_interactions"] == stats["num_interactions"]
+    assert _mtimes(directory) == before
+
+
+def test_missing_stats_json_means_convert_again(source: Path, data_root: Path) -> None:
+    """A folder without ``stats.json`` (an interrupted conversion) is converted again."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    (directory / "stats.json").unlink()
+    with pytest.raises(FileNotFoundError, match="stats.json"):
+        processed.load(directory)
+    directory, stats2, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted
+    assert processed.read_stats(directory) == stats2
+    assert {k: v for k, v in stats2.items() if k != "source"} == {k: v for k, v in stats.items() if k != "source"}
+
+
+def test_other_format_is_not_reused(tmp_path: Path, data_root: Path) -> None:
+    """The same file registered under another format is converted again (the format is in the fingerprint)."""
+    path = tmp_path / "x.txt"
+    path.write_text("1 1\n1 2\n1 3\n", encoding="utf-8")
+    processed.prepare("x", path, "sracl", data_root)
+    stats_path = data_root / "x" / "stats.json"
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    stats["source"]["format"] = "s3rec"
+    stats_path.write_text(json.dumps(stats), encoding="utf-8")
+    _, stats2, converted = processed.prepare("x", path, "sracl", data_root)
+    assert converted and stats2["source"]["format"] == "sracl"
+
+
+def test_no_temporary_files_are_left(source: Path, data_root: Path) -> None:
+    """After a conversion (and a reconversion) the folder holds exactly the four layout files."""
+    directory, _, _ = processed.prepare("toy", source, "s3rec", data_root)
+    assert set(os.listdir(directory)) == LAYOUT_FILES
+    processed.prepare("toy", source, "s3rec", data_root, force=True)
+    names = os.listdir(directory)
+    assert not [n for n in names if n.endswith(".tmp") or n.startswith(".")]
+    assert set(names) == LAYOUT_FILES
+
+
+def test_stats_json_holds_statistics_and_fingerprint(source: Path, data_root: Path) -> None:
+    """``stats.json`` has every ``Sequences.stats()`` key with the reader's values, plus the source fingerprint."""
+    directory, _, _ = processed.prepare("toy", source, "s3rec", data_root)
+    on_disk = json.loads((directory / "stats.json").read_text(encoding="utf-8"))
+    expected = read_s3rec(source).stats()
+    assert {k: on_disk[k] for k in expected} == expected
+    assert on_disk["num_train_samples"] == sum(len(line.split()) - 1 - 3 for line in TOY_LINES) == 3
+    assert on_disk["name"] == "toy"
+    assert on_disk["layout_version"] == processed.LAYOUT_VERSION
+    content = source.read_bytes()
+    assert on_disk["source"] == {
+        "path": str(source),
+        "format": "s3rec",
+        "size": len(content),
+        "mtime_ns": source.stat().st_mtime_ns,
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+
+
+def test_prepare_missing_source(tmp_path: Path, data_root: Path) -> None:
+    """A missing source raises FileNotFoundError naming the dataset, and creates nothing."""
+    with pytest.raises(FileNotFoundError, match="'toy'"):
+        processed.prepare("toy", tmp_path / "none.txt", "s3rec", data_root)
+    assert not data_root.exists()
+
+
+# ------------------------------------------------------------------------------------------------ catalog
+
+
+@pytest.mark.parametrize(
+    ("name", "relative", "fmt"),
+    [
+        ("beauty", "Beauty/Beauty.txt", "s3rec"),
+        ("sports", "Sports_and_Outdoors/Sports_and_Outdoors.txt", "s3rec"),
+        ("toys", "Toys_and_Games/Toys_and_Games.txt", "s3rec"),
+        ("office", "sracl/Office.txt", "sracl"),
+        ("yelp", "sracl/Yelp.txt", "sracl"),
+        ("yelp_s3rec", "Yelp/Yelp.txt", "s3rec"),
+        ("beauty_sracl", "sracl/Beauty.txt", "sracl"),
+    ],
+)
+def test_resolve_catalog_names(tmp_path: Path, name: str, relative: str, fmt: str) -> None:
+    """A catalog name resolves to its file under the source root and its format."""
+    assert catalog.resolve(name, tmp_path) == (name, tmp_path / relative, fmt)
+
+
+def test_resolve_catalog_name_with_explicit_format(tmp_path: Path) -> None:
+    """An explicit format overrides the catalog's."""
+    assert catalog.resolve("beauty", tmp_path, "sracl")[2] == "sracl"
+
+
+@pytest.mark.parametrize(
+    ("file_name", "name", "fmt"),
+    [
+        ("ml-1m.inter", "ml-1m", "recbole"),
+        ("reviews_Beauty_5.json.gz", "beauty", "amazon"),
+        ("reviews_Toys_and_Games_5.json", "toys_and_games", "amazon"),
+        ("reviews_Office_Products.json.gz", "office_products", "amazon"),
+        ("other.json", "other", "amazon"),
+    ],
+)
+def test_resolve_file_path_infers_format_and_name(tmp_path: Path, file_name: str, name: str, fmt: str) -> None:
+    """A file path gets its format from the extension and its name from the file name."""
+    path = tmp_path / file_name
+    assert catalog.resolve(str(path), "unused") == (name, path, fmt)
+
+
+def test_resolve_txt_with_explicit_format(tmp_path: Path) -> None:
+    """A ``.txt`` path is accepted once its format is given."""
+    path = tmp_path / "Mine.txt"
+    assert catalog.resolve(str(path), "unused", "sracl") == ("Mine", path, "sracl")
+
+
+def test_resolve_unknown_name() -> None:
+    """An unknown name that is not a file is a clear ValueError listing the catalog."""
+    with pytest.raises(ValueError, match="unknown dataset 'no_such_dataset'") as info:
+        catalog.resolve("no_such_dataset", "unused")
+    assert "beauty" in str(info.value)
+
+
+def test_resolve_txt_without_format(tmp_path: Path) -> None:
+    """A ``.txt`` path without a format is ambiguous and says which formats to choose from."""
+    path = tmp_path / "Beauty.txt"
+    path.write_text("1 1 2 3\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="cannot tell the format") as info:
+        catalog.resolve(str(path), "unused")
+    assert "s3rec" in str(info.value) and "sracl" in str(info.value)
