@@ -15,31 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from sracl_lightning.atomic import atomic_write, atomic_write_text
 from sracl_lightning.catalog import READERS
 from sracl_lightning.sequences import Sequences
 
 #: Bump when the layout changes; older conversions are then redone.
 LAYOUT_VERSION = 1
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

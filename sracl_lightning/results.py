@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from sracl_lightning.processed import atomic_write_text
+from sracl_lightning.atomic import atomic_write_text
 
 #: Columns of the Markdown row: the paper's tables report HR/NDCG at 10 and 20; MRR@10 selects checkpoints.
 TABLE_COLUMNS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr@10")
