@@ -3,7 +3,11 @@
     python data/prepare.py                         # every catalog dataset found under the source root
     python data/prepare.py beauty office           # some of them
     python data/prepare.py path/to/file.inter      # any file (format inferred, or --format)
-    python data/prepare.py data/raw/synthetic/reviews_Synthetic_5.json.gz
+    python data/prepare.py data/raw/synthetic/reviews_Synthetic_5.json.gz      # + meta_Synthetic.json.gz beside it
+    python data/prepare.py yelp/review.json                # Yelp 2019 (SPEC §2.1), + business.json beside it
+
+Item text comes from the catalog's ``*_items.jsonl`` table, or for a file from its sibling metadata file
+(``meta_<Cat>.json[.gz]``, ``business.json``); ``--item_text`` names another one.
 
 A dataset already converted from the same source content is reused; ``--force`` converts again.
 """
@@ -15,7 +19,8 @@ import sys
 from pathlib import Path
 
 from sracl_lightning import processed
-from sracl_lightning.catalog import CATALOG, READERS, resolve
+from sracl_lightning.catalog import CATALOG, READERS, infer_item_text_kind, resolve_source
+from sracl_lightning.item_text import TEXT_READERS, ItemTextSource, format_item_text_stats
 from sracl_lightning.sequences import DataFormatError, format_stats
 
 
@@ -26,21 +31,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_root", default="data/processed")
     parser.add_argument("--format", choices=sorted(READERS), default=None, help="format of files given by path")
     parser.add_argument("--force", action="store_true", help="convert even when an up-to-date copy exists")
+    parser.add_argument("--item_text", default=None, help="item-text file for the (single) dataset given")
+    parser.add_argument("--item_text_kind", choices=sorted(TEXT_READERS), default=None,
+                        help="how to read --item_text (inferred from meta_*, *_items.jsonl, business.json)")
+    parser.add_argument("--no_item_text", action="store_true", help="convert the interactions only")
     args = parser.parse_args(argv)
 
     names = args.datasets or [n for n, spec in CATALOG.items() if (Path(args.source_root) / spec.path).is_file()]
     if not names:
         parser.error(f"no dataset given and none of the catalog files exists under {args.source_root}")
+    if args.item_text is not None and (len(names) != 1 or args.no_item_text):
+        parser.error("--item_text needs exactly one dataset, and no --no_item_text")
     for dataset in names:
         try:
-            name, source, fmt = resolve(dataset, args.source_root, args.format)
-            directory, stats, converted = processed.prepare(name, source, fmt, Path(args.data_root), force=args.force)
+            resolved = resolve_source(dataset, args.source_root, args.format)
+            text = resolved.item_text
+            if args.item_text is not None:
+                text = ItemTextSource(Path(args.item_text),
+                                      args.item_text_kind or infer_item_text_kind(Path(args.item_text)))
+            if args.no_item_text:
+                text = None
+            directory, stats, converted = processed.prepare(
+                resolved.name, resolved.path, resolved.format, Path(args.data_root), force=args.force, item_text=text
+            )
         except (DataFormatError, FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
+        name = resolved.name
         note = CATALOG[name].note if name in CATALOG else ""
         print(f"{'converted' if converted else 'up to date'}: {directory}" + (f"  ({note})" if note else ""))
         print(f"  {format_stats(name, stats)}")
+        if stats.get("item_text_stats"):
+            print(f"  {format_item_text_stats(stats['item_text_stats'])}  (from {stats['item_text_source']['path']})")
+        else:
+            print("  item text: none")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Tests of the processed on-disk layout (convert once, reuse until the source changes) and of catalog.resolve."""
+"""Tests of the processed layout (convert once, reuse until a source changes), its item text, and catalog.resolve."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sracl_lightning import catalog, processed
+from sracl_lightning import catalog, item_text, processed
 from sracl_lightning.sequence_files import read_s3rec
+from sracl_lightning.sequences import DataFormatError
 
 LAYOUT_FILES = {"items.npy", "offsets.npy", "id_map.json", "stats.json"}
 TOY_LINES = ["5 10 20 30 40", "2 20 50 10", "9 30 30 50 20 10"]
@@ -203,6 +204,10 @@ def test_resolve_catalog_name_with_explicit_format(tmp_path: Path) -> None:
         ("reviews_Toys_and_Games_5.json", "toys_and_games", "amazon"),
         ("reviews_Office_Products.json.gz", "office_products", "amazon"),
         ("other.json", "other", "amazon"),
+        ("review.json", "yelp_review", "yelp"),
+        ("review.json.gz", "yelp_review", "yelp"),
+        ("yelp_academic_dataset_review.json", "yelp_review", "yelp"),
+        ("my_review.json", "my_review", "amazon"),  # not the Yelp dump's name: needs --format yelp
     ],
 )
 def test_resolve_file_path_infers_format_and_name(tmp_path: Path, file_name: str, name: str, fmt: str) -> None:
@@ -231,3 +236,171 @@ def test_resolve_txt_without_format(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot tell the format") as info:
         catalog.resolve(str(path), "unused")
     assert "s3rec" in str(info.value) and "sracl" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ item text
+
+
+def _items_table(path: Path, titles: dict[int, str | None]) -> Path:
+    """A shared-style ``*_items.jsonl`` table keyed by the toy file's source item ids (10, 20, ...)."""
+    rows = [{"item_id": i, "asin": f"A{i}", "title": t, "brand": None, "categories": [["Toys"]]}
+            for i, t in titles.items()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def text_source(source: Path) -> item_text.ItemTextSource:
+    path = _items_table(source.with_name("toy_items.jsonl"), {10: "ten", 20: "twenty", 30: None, 40: "forty",
+                                                               50: "fifty"})
+    return item_text.ItemTextSource(path, "items_jsonl")
+
+
+def test_prepare_writes_item_text_and_its_fingerprint(source: Path, text_source, data_root: Path) -> None:
+    """With a text source the folder gains ``item_text.jsonl``; stats.json records its source and counts."""
+    directory, stats, converted = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    assert converted and set(os.listdir(directory)) == LAYOUT_FILES | {item_text.ITEM_TEXT_FILE}
+    records = item_text.load_item_text(directory)
+    assert [r["title"] for r in records[1:]] == ["ten", "twenty", None, "forty", "fifty"]
+    assert [r["source_id"] for r in records[1:]] == ["10", "20", "30", "40", "50"]
+    content = text_source.path.read_bytes()
+    assert stats["item_text_source"] == {
+        "path": str(text_source.path), "kind": "items_jsonl", "size": len(content),
+        "mtime_ns": text_source.path.stat().st_mtime_ns, "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    assert stats["item_text_stats"]["missing_title"] == 1
+    assert processed.read_stats(directory) == stats
+    # Unchanged sources: nothing is read or rewritten, with or without asking for the text.
+    before = _mtimes(directory)
+    assert not processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)[2]
+    assert not processed.prepare("toy", source, "s3rec", data_root)[2]
+    assert _mtimes(directory) == before
+    # A (path, kind) tuple works too.
+    assert not processed.prepare("toy", source, "s3rec", data_root, item_text=(text_source.path, "items_jsonl"))[2]
+
+
+def test_changed_text_source_rebuilds_only_the_text(source: Path, text_source, data_root: Path) -> None:
+    """A new text file (same interactions) rewrites item_text.jsonl and stats.json, not the arrays."""
+    directory, _, _ = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    before = _mtimes(directory)
+    mtime = text_source.path.stat().st_mtime_ns
+    _items_table(text_source.path, {10: "TEN", 20: "twenty", 30: "thirty", 40: "forty", 50: "fifty"})
+    _set_mtime(text_source.path, mtime + 5_000_000_000)
+    _, stats, converted = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    assert converted
+    assert item_text.load_item_text(directory)[1]["title"] == "TEN"
+    assert stats["item_text_stats"]["missing_title"] == 0
+    assert stats["item_text_source"]["sha256"] == hashlib.sha256(text_source.path.read_bytes()).hexdigest()
+    after = _mtimes(directory)
+    assert {n for n in after if after[n] != before[n]} == {item_text.ITEM_TEXT_FILE, "stats.json"}
+
+
+def test_touched_text_source_is_not_reread(source: Path, text_source, data_root: Path) -> None:
+    """A new mtime with the same bytes is recognised by its sha256."""
+    directory, _, _ = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    before = _mtimes(directory)
+    _set_mtime(text_source.path, text_source.path.stat().st_mtime_ns + 7_000_000_000)
+    assert not processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)[2]
+    assert _mtimes(directory) == before
+
+
+def test_text_added_to_an_existing_conversion(source: Path, text_source, data_root: Path) -> None:
+    """A conversion made without text (or before item text existed) gains it when asked, arrays untouched."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    assert stats["item_text_source"] is None and stats["item_text_stats"] is None
+    before = _mtimes(directory)
+    _, stats, converted = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    assert converted and stats["item_text_stats"]["num_items"] == 5
+    assert _mtimes(directory)["items.npy"] == before["items.npy"]
+    # A deleted table is rebuilt too.
+    (directory / item_text.ITEM_TEXT_FILE).unlink()
+    assert processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)[2]
+    assert (directory / item_text.ITEM_TEXT_FILE).is_file()
+
+
+def test_reconversion_without_text_drops_the_stale_table(source: Path, text_source, data_root: Path) -> None:
+    """New interactions may renumber items, so a reconversion without text removes the old table."""
+    directory, _, _ = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    with source.open("a", encoding="utf-8") as f:
+        f.write("4 60 10 20\n")
+    _, stats, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted and stats["item_text_source"] is None
+    assert set(os.listdir(directory)) == LAYOUT_FILES
+
+
+def test_bad_text_source_keeps_the_previous_conversion(source: Path, text_source, data_root: Path) -> None:
+    """A malformed or missing text file fails before anything is written."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root, item_text=text_source)
+    bad = text_source.path.with_name("bad_items.jsonl")
+    bad.write_text('{"item_id": 10, "title": 3}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="field 'title'"):
+        processed.prepare("toy", source, "s3rec", data_root, item_text=(bad, "items_jsonl"), force=True)
+    assert processed.read_stats(directory) == stats
+    with pytest.raises(FileNotFoundError, match="item text file of dataset 'toy'"):
+        processed.prepare("toy", source, "s3rec", data_root, item_text=(bad.with_name("none.jsonl"), "items_jsonl"))
+
+
+def test_prepare_synthetic_raw_files_with_metadata(synthetic_reviews: Path, data_root: Path) -> None:
+    """The generator's reviews + meta (Python literals, gzipped) give item text with titles for most items."""
+    resolved = catalog.resolve_source(str(synthetic_reviews), "unused")
+    assert resolved.item_text == item_text.ItemTextSource(synthetic_reviews.with_name("meta_Synthetic.json.gz"),
+                                                          "amazon_meta")
+    directory, stats, _ = processed.prepare(resolved.name, resolved.path, resolved.format, data_root,
+                                            item_text=resolved.item_text)
+    records = item_text.load_item_text(directory)
+    assert len(records) == stats["num_items"] + 1 == 121
+    assert records[1:] and all(r["source_id"] == t for r, t in zip(records[1:], processed.load_id_map(directory)
+                                                                    ["items"][1:], strict=True))
+    titles = sum(r["title"] is not None for r in records[1:])
+    assert 0.9 * 120 <= titles < 120  # the generator leaves ~2% of titles out
+    assert stats["item_text_stats"]["no_text"] == 0
+    assert all(r["categories"][0] == "Beauty" for r in records[1:])
+
+
+@pytest.mark.parametrize(
+    ("files", "review", "fmt", "expected"),
+    [
+        (["reviews_Beauty_5.json.gz", "meta_Beauty.json.gz"], "reviews_Beauty_5.json.gz", "amazon",
+         ("meta_Beauty.json.gz", "amazon_meta")),
+        (["reviews_Toys_5.json", "meta_Toys.json"], "reviews_Toys_5.json", "amazon", ("meta_Toys.json", "amazon_meta")),
+        (["reviews_Toys.json"], "reviews_Toys.json", "amazon", None),
+        (["review.json", "business.json"], "review.json", "yelp", ("business.json", "yelp_business")),
+        (["yelp_academic_dataset_review.json", "yelp_academic_dataset_business.json"],
+         "yelp_academic_dataset_review.json", "yelp", ("yelp_academic_dataset_business.json", "yelp_business")),
+        (["review.json", "meta_x.json"], "review.json", "yelp", None),
+    ],
+)
+def test_resolve_source_finds_sibling_item_text(tmp_path: Path, files: list[str], review: str, fmt: str,
+                                                expected: tuple[str, str] | None) -> None:
+    """Raw review files get their metadata sibling; without one there is no item text."""
+    for name in files:
+        (tmp_path / name).write_text("", encoding="utf-8")
+    resolved = catalog.resolve_source(str(tmp_path / review), "unused")
+    assert resolved.format == fmt
+    text = None if expected is None else item_text.ItemTextSource(tmp_path / expected[0], expected[1])
+    assert resolved.item_text == text
+
+
+def test_resolve_source_catalog_item_text(tmp_path: Path) -> None:
+    """Catalog datasets with a table get it (in their own format only); the others have none."""
+    beauty = catalog.resolve_source("beauty", tmp_path)
+    assert beauty.item_text == item_text.ItemTextSource(tmp_path / "Beauty/Beauty_items.jsonl", "items_jsonl")
+    assert catalog.resolve_source("sports", tmp_path).item_text.path.name == "Sports_and_Outdoors_items.jsonl"
+    assert catalog.resolve_source("office", tmp_path).item_text is None
+    assert catalog.resolve_source("beauty_sracl", tmp_path).item_text is None  # other item ids
+    assert catalog.resolve_source("beauty", tmp_path, "sracl").item_text is None
+    assert catalog.resolve("beauty", tmp_path) == (beauty.name, beauty.path, beauty.format)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "kind"),
+    [("meta_Beauty.json.gz", "amazon_meta"), ("Beauty_items.jsonl", "items_jsonl"), ("business.json", "yelp_business"),
+     ("yelp_academic_dataset_business.json", "yelp_business")],
+)
+def test_infer_item_text_kind(file_name: str, kind: str) -> None:
+    assert catalog.infer_item_text_kind(Path(file_name)) == kind
+
+
+def test_infer_item_text_kind_unknown() -> None:
+    with pytest.raises(ValueError, match="cannot tell how to read"):
+        catalog.infer_item_text_kind(Path("stuff.csv"))

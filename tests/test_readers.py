@@ -1,4 +1,4 @@
-"""Tests of the four source readers: S3-Rec, SRA-CL, RecBole ``.inter`` and Amazon 2014 reviews."""
+"""Tests of the source readers: S3-Rec, SRA-CL, RecBole ``.inter``, Amazon 2014 reviews and Yelp reviews."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sracl_lightning import interaction_logs
-from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter
+from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
 from sracl_lightning.sequence_files import read_s3rec, read_sracl
 from sracl_lightning.sequences import DataFormatError, Sequences
 
@@ -300,7 +300,7 @@ def test_empty_gzip_file(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     """A path that does not exist raises DataFormatError naming it, for every reader."""
-    for reader in (read_s3rec, read_sracl, read_recbole_inter, read_amazon_reviews):
+    for reader in (read_s3rec, read_sracl, read_recbole_inter, read_amazon_reviews, read_yelp_reviews):
         _raises_at(reader, tmp_path / "nope.txt", None, "file not found")
 
 
@@ -407,3 +407,101 @@ def test_max_len_below_one_is_rejected(tmp_path: Path) -> None:
 def test_integer_user_ids_are_canonical(tmp_path: Path) -> None:
     """``01`` and ``1`` are the same user: listing both is the 'appears again' error, not two users."""
     _raises_at(read_s3rec, _write(tmp_path / "dup.txt", ["1 1 2 3", "01 2 3 4"]), 2, "appears again")
+
+
+# ------------------------------------------------------------------------------------------------ Yelp
+
+
+def _yelp(user: str, business: str, date: str, **extra) -> str:
+    """One line of the Yelp Open Dataset ``review.json`` (with some of the real file's other fields)."""
+    return json.dumps({"review_id": f"r{user}{business}{date}", "user_id": user, "business_id": business,
+                       "stars": 4.0, "useful": 0, "text": "Great tacos.", "date": date, **extra})
+
+
+YELP_LINES = [
+    _yelp("B", "x", "2019-03-01 10:00:00"),  # 1
+    _yelp("A", "y", "2019-02-01 08:00:00"),  # 2: same-second tie with line 4, comes first
+    _yelp("B", "z", "2019-02-01 08:00:00"),  # 3
+    _yelp("A", "x", "2019-02-01 08:00:00"),  # 4
+    _yelp("B", "x", "2019-03-01 10:00:00"),  # 5: exact duplicate of line 1
+    _yelp("A", "w", "2019-12-31 23:59:59"),  # 6: last second of the window
+    _yelp("B", "y", "2019-01-01 00:00:00"),  # 7: first second of the window
+    _yelp("B", "x", "2019-03-01 10:00:01"),  # 8: same (user, item), one second later: kept
+    _yelp("A", "v", "2018-12-31 23:59:59"),  # 9: before the window
+    _yelp("B", "v", "2020-01-01 00:00:00"),  # 10: end of the window, excluded
+]
+
+
+def _check_yelp_toy(seqs: Sequences) -> None:
+    # A: y x w (tie kept in file order); B: y z x x. Items by first appearance in the sorted log: y x w z; v is gone.
+    _assert_sequences(seqs, items=[1, 2, 3, 1, 4, 2, 2], offsets=[0, 3, 7], users=["A", "B"],
+                      item_tokens=[None, "y", "x", "w", "z"])
+    assert seqs.first_line.tolist() == [2, 7]
+
+
+def test_yelp_window_duplicates_ties_and_ids(tmp_path: Path) -> None:
+    """2019 only (start inclusive, end exclusive), duplicates dropped, second-resolution ties in file order."""
+    _check_yelp_toy(read_yelp_reviews(_write(tmp_path / "review.json", YELP_LINES), min_interactions=0))
+
+
+def test_yelp_gzip_and_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gzipped file read in tiny chunks gives the same sequences and line numbers."""
+    monkeypatch.setattr(interaction_logs, "_CHUNK_LINES", 3)
+    path = tmp_path / "review.json.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("".join(f"{line}\n" for line in YELP_LINES))
+    _check_yelp_toy(read_yelp_reviews(path, min_interactions=0))
+
+
+def test_yelp_other_window_and_day_only_dates(tmp_path: Path) -> None:
+    """Another window selects other reviews; a day-only date (older dumps) means midnight."""
+    lines = [*YELP_LINES, _yelp("A", "u", "2018-12-30"), _yelp("A", "t", "2018-12-31")]
+    seqs = read_yelp_reviews(_write(tmp_path / "review.json", lines), "2018-12-30", "2019-01-01", min_interactions=0)
+    _assert_sequences(seqs, items=[1, 2, 3], offsets=[0, 3], users=["A"], item_tokens=[None, "u", "t", "v"])
+
+
+def test_yelp_iterative_five_core(tmp_path: Path) -> None:
+    """The 5-core cascade of the Amazon test, on Yelp lines: only U1..U5 x I1..I5 remain."""
+    lines = [json.loads(line) for line in _k_core_log()]
+    yelp = [_yelp(r["reviewerID"], r["asin"], f"2019-05-01 00:{r['unixReviewTime'] // 10:02d}:00") for r in lines]
+    yelp += [_yelp("U1", "I1", "2018-05-01 00:00:00")] * 3  # outside the window: neither counted nor kept
+    seqs = read_yelp_reviews(_write(tmp_path / "review.json", yelp))
+    _assert_sequences(seqs, items=[1, 2, 3, 4, 5] + [2, 4, 1, 5, 3] * 4, offsets=[0, 5, 10, 15, 20, 25],
+                      users=["U1", "U2", "U3", "U4", "U5"], item_tokens=[None, "I3", "I1", "I5", "I2", "I4"])
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        pytest.param(_yelp("A", "q", "01/02/2019"), ["field 'date'", "YYYY-MM-DD", "'01/02/2019'"], id="date"),
+        pytest.param(json.dumps({"user_id": "A", "date": "2019-01-02 00:00:00"}), ["no 'business_id'"],
+                     id="no-business"),
+        pytest.param(json.dumps({"user_id": "A", "business_id": "q", "date": 20190102}), ["field 'date'", "'20190102'"],
+                     id="date-not-string"),
+        pytest.param("{'user_id': 'A'}", ["expected one JSON object per line"], id="not-json"),
+    ],
+)
+def test_yelp_bad_line_names_it(tmp_path: Path, bad: str, expected: list[str]) -> None:
+    """A malformed review is reported at its line, even outside the date window."""
+    path = _write(tmp_path / "review.json", [*YELP_LINES[:4], bad, *YELP_LINES[4:]])
+    _raises_at(read_yelp_reviews, path, 5, *expected, min_interactions=0)
+
+
+def test_yelp_amazon_file_is_rejected(tmp_path: Path) -> None:
+    """An Amazon review file read as Yelp fails on its first line instead of producing anything."""
+    _raises_at(read_yelp_reviews, _write(tmp_path / "r.json", AMAZON_LINES), 1, "no 'user_id'")
+
+
+def test_yelp_nothing_in_window(tmp_path: Path) -> None:
+    """A file without a review in the window names the window."""
+    _raises_at(read_yelp_reviews, _write(tmp_path / "review.json", YELP_LINES), None, "no review dated",
+               "2021-01-01", start="2021-01-01", end="2022-01-01")
+
+
+def test_yelp_bad_window(tmp_path: Path) -> None:
+    """A reversed or malformed window is a ValueError before the file is read."""
+    path = _write(tmp_path / "review.json", YELP_LINES)
+    with pytest.raises(ValueError, match="empty date window"):
+        read_yelp_reviews(path, start="2020-01-01", end="2019-01-01")
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        read_yelp_reviews(path, start="2019")

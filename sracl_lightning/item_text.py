@@ -1,0 +1,445 @@
+"""The item-text table: title, brand, categories, price and description of every item (SPEC §2.1).
+
+The semantic stage builds its item prompts from this table. One record per project item id 1..N (index 0 is the
+padding item and holds ``None``)::
+
+    {"item": 7, "source_id": "B004756YJA", "title": "...", "brand": "OPI" | None,
+     "categories": ["Beauty", "Makeup", ...], "price": 7.5 | None, "description": "..." | None, "extra": {...}}
+
+``source_id`` is the item's id in the interaction source (``item_tokens[item]``). ``categories`` is flattened,
+de-duplicated and keeps its order (``[]`` when unknown). Empty or blank strings count as missing. ``extra`` holds
+source-specific fields: Amazon ``salesRank``; the shared tables' ``asin``/``business_id``, ``s3_attributes`` and
+Sports' ``idgenrec_text_id``; Yelp ``city``, ``state``, ``stars``.
+
+Readers, each aligned to a dataset's ``item_tokens`` (index = project id, value = source id):
+
+* :func:`read_amazon_meta`: McAuley 2014 ``meta_<Cat>.json[.gz]``, one strict-JSON or Python-literal dict a line.
+* :func:`read_items_jsonl`: the shared ``<Name>/<Name>_items.jsonl`` tables, keyed by S3-Rec item ids.
+* :func:`read_yelp_business`: Yelp Open Dataset ``business.json``.
+
+Items without a metadata line get an all-missing record; a source that matches *none* of the items is an error
+(the wrong file, or ids from another numbering), never an empty table.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from sracl_lightning.atomic import atomic_write
+from sracl_lightning.sequences import DataFormatError
+
+ItemTextKind = Literal["amazon_meta", "items_jsonl", "yelp_business"]
+
+#: File name of the table inside a processed dataset folder.
+ITEM_TEXT_FILE = "item_text.jsonl"
+
+#: Fields that carry text; an item missing all of them has "no text".
+TEXT_FIELDS = ("title", "brand", "categories", "description")
+_STANDARD_FIELDS = ("title", "brand", "categories", "price", "description")
+
+
+class ItemText(TypedDict):
+    """One row of the item-text table (see the module docstring)."""
+
+    item: int
+    source_id: str
+    title: str | None
+    brand: str | None
+    categories: list[str]
+    price: float | None
+    description: str | None
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ItemTextSource:
+    """A raw item-text file and how to read it."""
+
+    path: Path
+    kind: ItemTextKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.kind not in TEXT_READERS:
+            raise ValueError(f"unknown item text kind {self.kind!r}: expected one of {sorted(TEXT_READERS)}")
+
+
+def empty_record(item: int, source_id: str) -> ItemText:
+    """The record of an item the metadata says nothing about."""
+    return {"item": item, "source_id": source_id, "title": None, "brand": None, "categories": [], "price": None,
+            "description": None, "extra": {}}
+
+
+# ------------------------------------------------------------------------------------------------ parsing helpers
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(1-based line number, text)``, gunzipping ``.gz`` files; blank lines are skipped."""
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(path, f"expected UTF-8 text: {err.reason}", line=lineno) from None
+            if text.strip():
+                yield lineno, text
+
+
+def _parse_object(path: Path, lineno: int, text: str, *, python_literal: bool) -> dict:
+    """Parse one line as a JSON object, or (``python_literal``) as a Python dict literal as in the 2014 dumps."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        if not python_literal:
+            raise DataFormatError(path, f"expected one JSON object per line: {err.msg}", line=lineno) from None
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise DataFormatError(path, "expected one JSON object or Python dict literal per line",
+                                  line=lineno) from None
+    if not isinstance(value, dict):
+        raise DataFormatError(path, f"expected an object per line, got {type(value).__name__}", line=lineno)
+    return value
+
+
+def _key_prefix(key: str) -> re.Pattern[str]:
+    """Matches a line that *starts* with ``{"<key>": "<id>"`` (either quote style), capturing the id."""
+    return re.compile(r"\s*\{\s*[\"']" + re.escape(key) + r"[\"']\s*:\s*[\"']([^\"'\\]*)[\"']")
+
+
+def _string(path: Path, lineno: int, obj: dict, field: str, key: str | None = None) -> str | None:
+    """A text field: ``None``, absent and blank strings are missing; anything but a string is an error."""
+    value = obj.get(key or field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataFormatError(path, f"field {key or field!r}: expected a string or null, got {value!r}", line=lineno)
+    value = value.strip()
+    return value or None
+
+
+def _flatten(path: Path, lineno: int, value: Any, field: str = "categories") -> list[str]:
+    """Flatten a string, a list of strings or a list of lists of strings; de-duplicate keeping the order."""
+    out: dict[str, None] = {}
+
+    def add(entry: Any, depth: int) -> None:
+        if isinstance(entry, str):
+            if entry.strip():
+                out[entry.strip()] = None
+        elif isinstance(entry, list | tuple) and depth < 2:
+            for inner in entry:
+                add(inner, depth + 1)
+        elif entry is not None:
+            raise DataFormatError(path, f"field {field!r}: expected a list of lists of strings, got {value!r}",
+                                  line=lineno)
+
+    add(value, 0)
+    return list(out)
+
+
+def _price(path: Path, lineno: int, value: Any) -> float | None:
+    """A number, or a numeric string such as ``"$12.99"``; ``None`` is missing."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lstrip("$").replace(",", "")
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise DataFormatError(path, f"field 'price': expected a number, got {value!r}", line=lineno) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DataFormatError(path, f"field 'price': expected a number, got {value!r}", line=lineno)
+    return float(value)
+
+
+def _description(path: Path, lineno: int, obj: dict) -> str | None:
+    """A string, or a list of strings (later Amazon dumps) joined by spaces."""
+    value = obj.get("description")
+    if isinstance(value, list):
+        parts = [_string(path, lineno, {"description": part}, "description") for part in value]
+        return " ".join(p for p in parts if p) or None
+    return _string(path, lineno, obj, "description")
+
+
+def _wanted(item_tokens: list[str | None]) -> dict[str, int]:
+    """Source id -> project item id, for items 1..N."""
+    if not item_tokens or item_tokens[0] is not None:
+        raise ValueError("item_tokens must start with None (index 0 is the padding item)")
+    wanted = {str(token): item for item, token in enumerate(item_tokens) if item > 0}
+    if len(wanted) != len(item_tokens) - 1:
+        raise ValueError("item_tokens holds a source id twice")
+    return wanted
+
+
+def _read_keyed(
+    path: Path,
+    item_tokens: list[str | None],
+    key: str,
+    build: Callable[[int, dict, int, str], ItemText],
+    *,
+    python_literal: bool = False,
+    key_type: type = str,
+) -> list[ItemText | None]:
+    """Shared loop of the readers: one object per line, identified by ``key``; keep the objects of wanted items.
+
+    NOTE: a line that visibly starts with an unwanted ``{"<key>": "<id>"`` is skipped without being parsed, so that
+    the large 2014 metadata files (hundreds of thousands of Python literals) read in seconds. Such lines are not
+    validated; every line that is used, or whose id cannot be seen at a glance, is.
+    """
+    path = Path(path)
+    wanted = _wanted(item_tokens)
+    prefix = _key_prefix(key) if key_type is str else None
+    records: list[ItemText | None] = [None] * len(item_tokens)
+    first_line: dict[int, int] = {}
+    any_line = False
+    for lineno, text in _lines(path):
+        any_line = True
+        match = prefix.match(text) if prefix is not None else None
+        if match is not None and match.group(1) not in wanted:
+            continue
+        obj = _parse_object(path, lineno, text, python_literal=python_literal)
+        raw = obj.get(key)
+        if not isinstance(raw, key_type) or isinstance(raw, bool):
+            raise DataFormatError(path, f"field {key!r}: expected {key_type.__name__}, got {raw!r}", line=lineno)
+        item = wanted.get(str(raw))
+        if item is None:
+            continue
+        if item in first_line:
+            raise DataFormatError(path, f"{key} {raw!r} appears again (first on line {first_line[item]}); "
+                                        "expected one line per item", line=lineno)
+        first_line[item] = lineno
+        records[item] = build(item, obj, lineno, str(item_tokens[item]))
+    if not any_line:
+        raise DataFormatError(path, f"empty file: expected one object with {key!r} per line")
+    if not first_line:
+        raise DataFormatError(path, f"none of the {len(wanted):,} items has a line here (matched by {key!r}); is "
+                                    "this the metadata of the same dataset, in the same id numbering?")
+    for item in range(1, len(records)):
+        if records[item] is None:
+            records[item] = empty_record(item, str(item_tokens[item]))
+    return records
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def read_amazon_meta(path: str | Path, item_tokens: list[str | None]) -> list[ItemText | None]:
+    """Read McAuley's 2014 ``meta_<Cat>.json[.gz]`` for the items of a dataset read from ``reviews_<Cat>_5``.
+
+    Lines are strict JSON or Python dict literals (the 2014 dumps use single quotes). ``categories`` is a list of
+    category paths (lists of strings) and is flattened; ``salesRank`` goes to ``extra``; ``related`` (the
+    also-bought lists) is dropped.
+
+    Args:
+        path: The metadata file.
+        item_tokens: ``item_tokens[i]`` is the asin of project item ``i``; index 0 is ``None``.
+
+    Returns:
+        ``N + 1`` records, index 0 ``None``.
+
+    Raises:
+        DataFormatError: on a line that is neither JSON nor a Python literal, a field of the wrong type, an asin
+            listed twice, an empty file, or a file that describes none of the items.
+    """
+    path = Path(path)
+
+    def build(item: int, obj: dict, lineno: int, source_id: str) -> ItemText:
+        record = empty_record(item, source_id)
+        record.update(
+            title=_string(path, lineno, obj, "title"),
+            brand=_string(path, lineno, obj, "brand"),
+            categories=_flatten(path, lineno, obj.get("categories")),
+            price=_price(path, lineno, obj.get("price")),
+            description=_description(path, lineno, obj),
+        )
+        if obj.get("salesRank") is not None:
+            record["extra"]["salesRank"] = obj["salesRank"]
+        return record
+
+    return _read_keyed(path, item_tokens, "asin", build, python_literal=True)
+
+
+def read_items_jsonl(path: str | Path, item_tokens: list[str | None]) -> list[ItemText | None]:
+    """Read a shared ``<Name>_items.jsonl`` table (``../shared/data/README.md``), keyed by S3-Rec ``item_id``.
+
+    ``read_s3rec`` keeps ids ``1..N`` unchanged and stores them as strings, so ``item_tokens[i] == str(item_id)``.
+    Fields other than the standard ones (``asin``, ``business_id``, ``s3_attributes``, ``idgenrec_text_id``)
+    go to ``extra``.
+
+    Raises:
+        DataFormatError: on a line that is not a JSON object, an ``item_id`` that is not an integer, an id listed
+            twice, a field of the wrong type, an empty file, or a table that describes none of the items.
+    """
+    path = Path(path)
+
+    def build(item: int, obj: dict, lineno: int, source_id: str) -> ItemText:
+        record = empty_record(item, source_id)
+        record.update(
+            title=_string(path, lineno, obj, "title"),
+            brand=_string(path, lineno, obj, "brand"),
+            categories=_flatten(path, lineno, obj.get("categories")),
+            price=_price(path, lineno, obj.get("price")),
+            description=_description(path, lineno, obj),
+        )
+        record["extra"] = {k: v for k, v in obj.items() if k != "item_id" and k not in _STANDARD_FIELDS}
+        return record
+
+    return _read_keyed(path, item_tokens, "item_id", build, key_type=int)
+
+
+def read_yelp_business(path: str | Path, item_tokens: list[str | None]) -> list[ItemText | None]:
+    """Read the Yelp Open Dataset ``business.json`` for the businesses of a dataset read from ``review.json``.
+
+    ``name`` becomes the title; ``categories`` (one comma-separated string, or ``null``) is split on ``,``;
+    ``city``, ``state`` and ``stars`` go to ``extra`` (SPEC §2.1). Yelp has no brand, price or description.
+
+    Raises:
+        DataFormatError: on a line that is not a JSON object, a field of the wrong type, a business listed twice,
+            an empty file, or a file that describes none of the businesses.
+    """
+    path = Path(path)
+
+    def build(item: int, obj: dict, lineno: int, source_id: str) -> ItemText:
+        record = empty_record(item, source_id)
+        categories = obj.get("categories")
+        if isinstance(categories, str):
+            categories = categories.split(",")
+        stars = obj.get("stars")
+        if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int | float)):
+            raise DataFormatError(path, f"field 'stars': expected a number or null, got {stars!r}", line=lineno)
+        record.update(title=_string(path, lineno, obj, "title", key="name"),
+                      categories=_flatten(path, lineno, categories))
+        record["extra"] = {"city": _string(path, lineno, obj, "city"), "state": _string(path, lineno, obj, "state"),
+                           "stars": None if stars is None else float(stars)}
+        return record
+
+    return _read_keyed(path, item_tokens, "business_id", build)
+
+
+TEXT_READERS: dict[str, Callable[[Path, list[str | None]], list[ItemText | None]]] = {
+    "amazon_meta": read_amazon_meta,
+    "items_jsonl": read_items_jsonl,
+    "yelp_business": read_yelp_business,
+}
+
+
+def read_item_text(source: ItemTextSource, item_tokens: list[str | None]) -> list[ItemText | None]:
+    """Read ``source`` with the reader of its kind."""
+    return TEXT_READERS[source.kind](source.path, item_tokens)
+
+
+# ------------------------------------------------------------------------------------------------ on disk
+
+
+def _check_record(path: Path, lineno: int, record: Any, item: int) -> ItemText:
+    """Validate one stored record: the right item id, every field present with its type."""
+    if not isinstance(record, dict):
+        raise DataFormatError(path, f"expected a JSON object, got {type(record).__name__}", line=lineno)
+    if record.get("item") != item:
+        raise DataFormatError(path, f"field 'item': expected {item} (items 1..N in order), got {record.get('item')!r}",
+                              line=lineno)
+    expected = {"source_id": (str,), "title": (str, type(None)), "brand": (str, type(None)), "categories": (list,),
+                "price": (float, int, type(None)), "description": (str, type(None)), "extra": (dict,)}
+    for field, kinds in expected.items():
+        if field not in record:
+            raise DataFormatError(path, f"item {item} has no field {field!r}", line=lineno)
+        value = record[field]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise DataFormatError(path, f"field {field!r}: expected {names}, got {value!r}", line=lineno)
+    if not all(isinstance(c, str) for c in record["categories"]):
+        raise DataFormatError(path, "field 'categories': expected a list of strings", line=lineno)
+    return record  # type: ignore[return-value]
+
+
+def write_item_text(directory: str | Path, records: list[ItemText | None]) -> Path:
+    """Write ``records`` (index 0 ``None``, then items 1..N) to ``<directory>/item_text.jsonl``, atomically."""
+    path = Path(directory) / ITEM_TEXT_FILE
+    if not records or records[0] is not None:
+        raise ValueError("records must start with None (index 0 is the padding item)")
+    for item in range(1, len(records)):
+        _check_record(path, item, records[item], item)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records[1:]:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    atomic_write(path, write)
+    return path
+
+
+def load_item_text(directory: str | Path, num_items: int | None = None) -> list[ItemText | None]:
+    """Load ``<directory>/item_text.jsonl`` as a list indexed by item id (index 0 ``None``).
+
+    Args:
+        directory: A processed dataset folder.
+        num_items: Expected N; by default ``num_items`` from the folder's ``stats.json`` when there is one.
+
+    Raises:
+        FileNotFoundError: when the dataset was converted without item text.
+        DataFormatError: on a malformed line, an item out of order, or a count that differs from N.
+    """
+    directory = Path(directory)
+    path = directory / ITEM_TEXT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {directory.name!r} was converted without item text (its source "
+                                "has none, or none was given); see `python data/prepare.py --help`")
+    if num_items is None and (directory / "stats.json").is_file():
+        num_items = int(json.loads((directory / "stats.json").read_text(encoding="utf-8"))["num_items"])
+    records: list[ItemText | None] = [None]
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, text in enumerate(f, start=1):
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(path, f"expected one JSON object per line: {err.msg}", line=lineno) from None
+            records.append(_check_record(path, lineno, record, lineno))
+    if num_items is not None and len(records) - 1 != num_items:
+        raise DataFormatError(path, f"holds {len(records) - 1:,} items, expected {num_items:,} (the dataset's N); "
+                                    "convert the dataset again")
+    return records
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str | list) and not value)
+
+
+def has_text(record: ItemText) -> bool:
+    """True when the item has a title, a brand, a category or a description."""
+    return not all(_missing(record[field]) for field in TEXT_FIELDS)
+
+
+def item_text_stats(records: list[ItemText | None]) -> dict[str, int]:
+    """Counts of items missing each field, and of items with no text at all (:data:`TEXT_FIELDS` all missing).
+
+    A ``None`` record (other than index 0) counts as missing everything.
+    """
+    items = [r if r is not None else empty_record(i, "") for i, r in enumerate(records) if i > 0]
+    stats = {"num_items": len(items)}
+    for field in _STANDARD_FIELDS:
+        stats[f"missing_{field}"] = sum(1 for r in items if _missing(r[field]))
+    stats["no_text"] = sum(1 for r in items if not has_text(r))
+    return stats
+
+
+def format_item_text_stats(stats: dict[str, int]) -> str:
+    """One line, e.g. ``item text: 12,101 items; missing title 7, brand 4,646, ...; no text 0``."""
+    missing = ", ".join(f"{field} {stats[f'missing_{field}']:,}" for field in _STANDARD_FIELDS)
+    return f"item text: {stats['num_items']:,} items; missing {missing}; no text {stats['no_text']:,}"
