@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from sracl_lightning import processed
 from sracl_lightning.catalog import SourceFormat, resolve
 from sracl_lightning.samples import SequenceSamples, Split, collate_batch
+from sracl_lightning.semantic_tables import SemanticTables, load_semantic_tables
 from sracl_lightning.sequences import Sequences, format_stats
 
 
@@ -33,6 +34,9 @@ class SeqRecDataModule(L.LightningDataModule):
         batch_size: *Global* training batch size; divided by the number of processes under DDP.
         eval_batch_size: Evaluation batch size per process.
         num_workers: DataLoader workers. Batches are built by tensor indexing, so 0 is usually fastest.
+        semantic_profile: Load the semantic stage's artefacts of this profile (``data/semantic.py --profile``):
+            frozen embeddings and neighbour pools, as :attr:`semantic`. ``None`` for the backbone alone.
+        num_neighbours: Keep the first ``k`` neighbours of each pool (``None``: all that were built).
     """
 
     def __init__(
@@ -45,6 +49,8 @@ class SeqRecDataModule(L.LightningDataModule):
         batch_size: int = 256,
         eval_batch_size: int = 1024,
         num_workers: int = 0,
+        semantic_profile: str | None = None,
+        num_neighbours: int | None = None,
     ) -> None:
         super().__init__()
         if max_len < 1:
@@ -58,6 +64,9 @@ class SeqRecDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.semantic_profile = semantic_profile
+        self.num_neighbours = num_neighbours
+        self._semantic: SemanticTables | None = None
         self._sequences: Sequences | None = None
         self._stats: dict | None = None
         self.per_device_batch_size = batch_size
@@ -89,6 +98,19 @@ class SeqRecDataModule(L.LightningDataModule):
             self._sequences = processed.load(self.directory)
         return self._sequences
 
+    @property
+    def semantic(self) -> SemanticTables:
+        """The frozen semantic tables of ``semantic_profile`` (loaded and checked on first access)."""
+        if self.semantic_profile is None:
+            raise ValueError("this DataModule has no semantic_profile; build one with data/semantic.py and pass "
+                             "--data.semantic_profile NAME")
+        if self._semantic is None:
+            self._semantic = load_semantic_tables(self.data_root, self.name, self.semantic_profile, self.sequences,
+                                                  k=self.num_neighbours)
+            rank_zero_info(f"[data] semantic profile {self.semantic_profile!r}: width {self._semantic.dim}, "
+                           f"{self._semantic.pool_size} neighbours per item and per prefix")
+        return self._semantic
+
     # ------------------------------------------------------------------------------------------------ hooks
     def prepare_data(self) -> None:
         """Convert the source into the processed layout unless an up-to-date conversion exists."""
@@ -112,6 +134,8 @@ class SeqRecDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 with_history = split != "train"  # evaluation may mask already-seen items
                 self.datasets[split] = SequenceSamples(self.sequences, split, self.max_len, with_history)
+        if self.semantic_profile is not None and stage in ("fit", None):
+            _ = self.semantic  # load now, so a missing or stale artefact fails before training starts
 
     # ----------------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:

@@ -1,0 +1,247 @@
+"""The semantic stage end to end on a tiny synthetic dataset: artefacts, reuse, staleness, exclusions, loading.
+
+Items are embedded with the real offline all-MiniLM-L6-v2; user prefixes mostly with the cheap ``item_mean`` mode
+so the file stays fast. An LLM is stood in for by a small backend class that records what it was asked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sracl_lightning import semantic as semantic_module
+from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.llm import SummaryBackend
+from sracl_lightning.manifest import read_manifest
+from sracl_lightning.samples import split_positions
+from sracl_lightning.semantic import SemanticStage, item_raw_text
+from sracl_lightning.semantic_tables import load_semantic_tables
+from tests.conftest import REPO_ROOT
+
+torch.set_num_threads(1)
+
+
+class RecordingBackend(SummaryBackend):
+    """A stand-in LLM: the summary is a fixed function of the user message; every request is recorded."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def settings(self) -> dict:
+        return {"backend": "recording", "model": "test"}
+
+    def summarize(self, requests, on_result=None) -> list[str]:
+        out = []
+        for i, messages in enumerate(requests):
+            self.asked += 1
+            text = "summary: " + messages[-1]["content"][:200]
+            out.append(text)
+            if on_result is not None:
+                on_result(i, text)
+        return out
+
+
+@pytest.fixture
+def stage_args(synthetic_reviews, tmp_path) -> dict:
+    return {"dataset": str(synthetic_reviews), "source_format": "amazon", "data_root": str(tmp_path / "processed"),
+            "profile": "test", "user_source": "item_mean", "pool_size": 5, "progress": False}
+
+
+def _forbid(monkeypatch, *names: str) -> None:
+    """Make the named heavy steps raise, to prove a rerun reuses their cached output."""
+    for name in names:
+        def boom(*args, _name=name, **kwargs):
+            raise AssertionError(f"{_name} was called although its output is cached")
+        monkeypatch.setattr(semantic_module, name, boom)
+
+
+def test_builds_every_artefact_with_the_documented_shapes(stage_args):
+    stage = SemanticStage(**stage_args)
+    report = stage.run()
+    seqs = stage.sequences
+    n, p = seqs.num_items, len(split_positions(seqs, "train")[0])
+    tables = load_semantic_tables(stage_args["data_root"], stage.name, "test", seqs)
+
+    assert tables.item_embeddings.shape == (n + 1, 384) and tables.user_embeddings.shape == (p, 384)
+    assert torch.all(tables.item_embeddings[0] == 0)
+    assert tables.item_neighbours.shape == (n + 1, 5) and tables.user_neighbours.shape == (p, 5)
+    assert torch.all(tables.item_neighbours[0] == -1)
+    rest = tables.item_neighbours[1:]
+    assert rest.min() >= 1 and rest.max() <= n
+    assert not torch.any(rest == torch.arange(1, n + 1)[:, None]), "an item is its own neighbour"
+    assert not torch.any(tables.user_neighbours == torch.arange(p)[:, None]), "a prefix is its own neighbour"
+    # Rows of the user tables follow the training prefixes; prefix_row inverts them.
+    assert torch.equal(tables.prefix_row[tables.prefix_positions], torch.arange(p))
+    assert report["num_prefixes"] == p and report["embedding_dim"] == 384
+    assert report["item_text"]["num_items"] == n
+    assert set(report["steps"]) == {"prepare", "item_embeddings", "item_neighbours", "user_embeddings",
+                                    "user_neighbours"}
+    manifest = read_manifest(stage.out / "item_embeddings.npy")
+    assert manifest["params"]["encoder"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["params"]["text_source"]["llm"] == {"backend": "none"}
+
+
+def test_neighbours_are_the_exact_cosine_top_k(stage_args):
+    stage = SemanticStage(**stage_args)
+    stage.run()
+    tables = load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+    emb = torch.nn.functional.normalize(tables.item_embeddings[1:], dim=1)
+    sims = emb @ emb.T
+    sims.fill_diagonal_(-2.0)
+    expected = sims.topk(5, dim=1).indices + 1
+    # Exact search: equal sets up to float ties at the cut-off.
+    agree = (tables.item_neighbours[1:].sort(1).values == expected.sort(1).values).all(1).float().mean()
+    assert agree > 0.98
+
+
+def test_rerun_reuses_everything_and_a_changed_setting_rebuilds_only_its_dependants(stage_args, monkeypatch):
+    SemanticStage(**stage_args).run()
+    with monkeypatch.context() as m:
+        _forbid(m, "embed_texts", "nearest_neighbours", "recency_weighted_prefix_embeddings")
+        SemanticStage(**stage_args).run()
+
+    # A larger pool rebuilds the pools only; the embeddings stay.
+    with monkeypatch.context() as m:
+        _forbid(m, "embed_texts", "recency_weighted_prefix_embeddings")
+        stage = SemanticStage(**{**stage_args, "pool_size": 7})
+        stage.run()
+    assert np.load(stage.out / "user_neighbours.npy").shape[1] == 7
+
+    # Another recency decay changes the user embeddings (and so the user pool), not the items.
+    with monkeypatch.context() as m:
+        _forbid(m, "embed_texts")
+        SemanticStage(**{**stage_args, "recency_decay": 0.5}).run()
+
+
+def test_interrupted_write_is_rebuilt_not_trusted(stage_args):
+    stage = SemanticStage(**stage_args)
+    stage.run()
+    # A crash between the array and its manifest leaves no manifest: the artefact counts as missing.
+    (stage.out / "user_neighbours.manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="user_neighbours"):
+        load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+    SemanticStage(**stage_args).run()
+    load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+
+
+def test_same_user_and_leakage_exclusions(stage_args):
+    stage = SemanticStage(**{**stage_args, "exclude_same_user": True, "exclude_leaking": True})
+    stage.run()
+    seqs = stage.sequences
+    positions, users = split_positions(seqs, "train")
+    table = np.load(stage.out / "user_neighbours.npy")  # (P, K)
+    assert not np.any(users[table] == users[:, None]), "a neighbour is another prefix of the same user"
+    ends = seqs.offsets[1:]
+    for row in range(0, len(positions), 37):  # a sample of anchors, checked the slow way
+        forbidden = {int(seqs.items[ends[users[row]] - 2]), int(seqs.items[ends[users[row]] - 1])}
+        for cand in table[row]:
+            history = seqs.items[seqs.offsets[users[cand]]:positions[cand]]
+            assert not forbidden & set(history.tolist()), (row, cand)
+    manifest = read_manifest(stage.out / "user_neighbours.npy")
+    assert manifest["params"]["exclude_same_user"] and manifest["params"]["exclude_leaking"]
+
+
+def test_llm_summaries_are_embedded_and_cached(stage_args):
+    backend = RecordingBackend()
+    args = {**stage_args, "summarizer": backend, "user_source": "text", "max_length": 16, "profile": "llm"}
+    stage = SemanticStage(**args)
+    stage.run()
+    num_requests = stage.sequences.num_items + len(stage.prefix_positions)
+    # Every item and every prefix is summarised; identical prompts (equal short histories) are asked once.
+    assert 0.5 * num_requests < backend.asked <= num_requests
+    cache_lines = (stage.out.parent / "llm_responses.jsonl").read_text().splitlines()
+    assert len(cache_lines) == backend.asked
+    manifest = read_manifest(stage.out / "user_embeddings.npy")
+    assert manifest["params"]["text_source"]["llm"] == {"backend": "recording", "model": "test"}
+
+    # Same LLM settings, another profile: every answer comes from the cache, none is asked again.
+    again = RecordingBackend()
+    SemanticStage(**{**args, "summarizer": again, "profile": "llm2"}).run()
+    assert again.asked == 0
+
+
+def test_raw_text_mode_embeds_attributes_not_instructions(stage_args):
+    stage = SemanticStage(**{**stage_args, "user_source": "text", "max_length": 16})
+    stage.prepare()
+    texts = stage.item_texts()
+    assert len(texts) == stage.sequences.num_items
+    assert texts == [item_raw_text(r) for r in stage.records[1:]]
+    titled = next(i for i, r in enumerate(stage.records[1:]) if r["title"])
+    assert texts[titled].startswith(f"Title: {stage.records[titled + 1]['title']}")
+    assert not any("summar" in t.lower() for t in texts), "an instruction leaked into the raw text"
+    users = stage.user_texts()
+    assert len(users) == len(stage.prefix_positions) and users[0].startswith("<")
+
+
+def test_item_raw_text_falls_back_without_title():
+    record = {"title": None, "brand": "Acme", "categories": ["Sports", "Tents"], "price": None,
+              "description": None, "extra": {"idgenrec_text_id": "two person tent"}}
+    assert item_raw_text(record) == "Name: two person tent; Brand: Acme; Categories: Sports > Tents"
+    assert item_raw_text(None) == ""
+
+
+def test_cooccurrence_fallback_needs_no_text(stage_args):
+    stage = SemanticStage(**{**stage_args, "item_source": "cooccurrence", "cooccurrence_dim": 16,
+                             "profile": "cooc"})
+    report = stage.run()
+    assert report["embedding_dim"] == 16 and "item_text" not in report
+    with pytest.raises(ValueError, match="item_mean"):
+        SemanticStage(**{**stage_args, "item_source": "cooccurrence", "user_source": "text"})
+
+
+def test_datamodule_loads_checked_tables(stage_args, synthetic_reviews):
+    SemanticStage(**stage_args).run()
+    data = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon",
+                            data_root=stage_args["data_root"], semantic_profile="test", num_neighbours=3)
+    data.prepare_data()
+    data.setup("fit")
+    tables = data.semantic
+    assert tables.item_neighbours.shape[1] == 3 and tables.dim == 384
+    batch = data.datasets["train"].__getitems__(list(range(8)))
+    rows = tables.prefix_row[batch.position]
+    assert torch.all(rows >= 0), "every training sample has a row in the user tables"
+
+    too_many = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon",
+                                data_root=stage_args["data_root"], semantic_profile="test", num_neighbours=9)
+    with pytest.raises(ValueError, match="k=9"):
+        too_many.setup("fit")
+    missing = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon",
+                               data_root=stage_args["data_root"], semantic_profile="nope")
+    with pytest.raises(FileNotFoundError, match="data/semantic.py"):
+        missing.setup("fit")
+
+
+def test_tables_of_another_dataset_are_refused(stage_args, tmp_path):
+    stage = SemanticStage(**stage_args)
+    stage.run()
+    other = stage.sequences
+    other.offsets = other.offsets.copy()
+    other.offsets[1] += 1  # a different split of users: prefixes no longer match
+    with pytest.raises(ValueError, match="prefix_positions"):
+        load_semantic_tables(stage_args["data_root"], stage.name, "test", other)
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("semantic_cli", REPO_ROOT / "data" / "semantic.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("config", sorted((REPO_ROOT / "configs" / "semantic").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_semantic_config_parses(config, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    stage = _load_cli().build_stage(["--config", str(config)])
+    assert stage.pool_size >= 10  # the paper's k = 10 must fit in every shipped pool
+    text = config.read_text()
+    assert text.startswith("#") and "python data/semantic.py" in text, "configs open with a comment and command"
+
+
+def test_cli_runs_the_stage(stage_args, capsys):
+    args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in stage_args.items()]
+    assert _load_cli().main(args) == 0
+    assert '"num_prefixes"' in capsys.readouterr().out
