@@ -258,18 +258,23 @@ def read_amazon_meta(path: str | Path, item_tokens: list[str | None]) -> list[It
 
     def build(item: int, obj: dict, lineno: int, source_id: str) -> ItemText:
         record = empty_record(item, source_id)
-        record.update(
-            title=_string(path, lineno, obj, "title"),
-            brand=_string(path, lineno, obj, "brand"),
-            categories=_flatten(path, lineno, obj.get("categories")),
-            price=_price(path, lineno, obj.get("price")),
-            description=_description(path, lineno, obj),
-        )
+        record.update(_standard_fields(path, lineno, obj))
         if obj.get("salesRank") is not None:
             record["extra"]["salesRank"] = obj["salesRank"]
         return record
 
     return _read_keyed(path, item_tokens, "asin", build, python_literal=True)
+
+
+def _standard_fields(path: Path, lineno: int, obj: dict) -> dict:
+    """The standard text fields of one metadata object, checked (Amazon meta and items.jsonl share them)."""
+    return {
+        "title": _string(path, lineno, obj, "title"),
+        "brand": _string(path, lineno, obj, "brand"),
+        "categories": _flatten(path, lineno, obj.get("categories")),
+        "price": _price(path, lineno, obj.get("price")),
+        "description": _description(path, lineno, obj),
+    }
 
 
 def read_items_jsonl(path: str | Path, item_tokens: list[str | None]) -> list[ItemText | None]:
@@ -287,13 +292,7 @@ def read_items_jsonl(path: str | Path, item_tokens: list[str | None]) -> list[It
 
     def build(item: int, obj: dict, lineno: int, source_id: str) -> ItemText:
         record = empty_record(item, source_id)
-        record.update(
-            title=_string(path, lineno, obj, "title"),
-            brand=_string(path, lineno, obj, "brand"),
-            categories=_flatten(path, lineno, obj.get("categories")),
-            price=_price(path, lineno, obj.get("price")),
-            description=_description(path, lineno, obj),
-        )
+        record.update(_standard_fields(path, lineno, obj))
         record["extra"] = {k: v for k, v in obj.items() if k != "item_id" and k not in _STANDARD_FIELDS}
         return record
 
