@@ -1,7 +1,7 @@
 """The one batch type that flows from the data pipeline into every model.
 
 Dimension letters used across the package: B batch, L window length (``max_len``), H full-history length
-of an evaluation batch, D hidden size, N number of items.
+of an evaluation batch, D hidden size, N number of items, K retrieved neighbours, E semantic width.
 
 Item ids are 1..N; id 0 is padding. Windows are right-aligned (left-padded), as in the paper's code (SPEC §1.1).
 """
@@ -27,6 +27,16 @@ class SeqBatch:
         user: ``(B,)`` int64. Row of the user in the processed dataset (0-based).
         history: ``(B, H)`` int64 or ``None``. Evaluation batches only: the user's *whole* history before the
             target (not cut to ``L``), left-padded with 0; used to mask already-seen items.
+
+    Training batches of a DataModule with a semantic profile also carry the inter-user branch's inputs
+    (SPEC §1.6); all are ``None`` otherwise:
+
+    Attributes:
+        prefix_row: ``(B,)`` int64. Row of the sample's prefix in the semantic tables.
+        semantic: ``(B, E)`` float32. The prefix's frozen semantic vector ``h̃_u``.
+        neighbour_rows: ``(B, K)`` int64. Rows of its K retrieved prefixes ``N_u``, most similar first.
+        neighbour_input_ids: ``(B, K, L)`` int64. The windows of those prefixes, left-padded like ``input_ids``.
+        neighbour_semantic: ``(B, K, E)`` float32. Their frozen semantic vectors ``h̃_u'``.
     """
 
     input_ids: Tensor
@@ -34,6 +44,11 @@ class SeqBatch:
     position: Tensor
     user: Tensor
     history: Tensor | None = None
+    prefix_row: Tensor | None = None
+    semantic: Tensor | None = None
+    neighbour_rows: Tensor | None = None
+    neighbour_input_ids: Tensor | None = None
+    neighbour_semantic: Tensor | None = None
 
     def __len__(self) -> int:
         return self.target.shape[0]

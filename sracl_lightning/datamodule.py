@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from sracl_lightning import processed
 from sracl_lightning.catalog import SourceFormat, resolve
 from sracl_lightning.samples import SequenceSamples, Split, collate_batch
-from sracl_lightning.semantic_tables import SemanticTables, load_semantic_tables
+from sracl_lightning.semantic_tables import SemanticSamples, SemanticTables, load_semantic_tables
 from sracl_lightning.sequences import Sequences, format_stats
 
 
@@ -132,10 +132,14 @@ class SeqRecDataModule(L.LightningDataModule):
             stage, ["train", "val", "test"])
         for split in splits:
             if split not in self.datasets:
-                with_history = split != "train"  # evaluation may mask already-seen items
-                self.datasets[split] = SequenceSamples(self.sequences, split, self.max_len, with_history)
-        if self.semantic_profile is not None and stage in ("fit", None):
-            _ = self.semantic  # load now, so a missing or stale artefact fails before training starts
+                self.datasets[split] = self.build_samples(split)
+
+    def build_samples(self, split: Split) -> SequenceSamples:
+        """The dataset of one split; training samples carry their neighbours when a semantic profile is set."""
+        if split == "train" and self.semantic_profile is not None:
+            return SemanticSamples(self.sequences, self.semantic, self.max_len)
+        # Evaluation batches carry the whole history, so that already-seen items can be masked.
+        return SequenceSamples(self.sequences, split, self.max_len, with_history=split != "train")
 
     # ----------------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:

@@ -1,4 +1,4 @@
-"""Loading the semantic stage's artefacts for training: frozen embeddings and neighbour tables, checked.
+"""The semantic stage's artefacts at training time: loaded and checked, then served in training batches.
 
 :mod:`sracl_lightning.semantic` builds them (and imports the LLM, encoder and faiss machinery); this module only
 reads them, so the DataModule stays light. Dimension letters: N items, P training prefixes, E semantic width,
@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sracl_lightning.batch import SeqBatch
 from sracl_lightning.manifest import load_array, read_manifest
-from sracl_lightning.samples import split_positions
+from sracl_lightning.samples import SequenceSamples, split_positions
 from sracl_lightning.sequences import Sequences
 
 ARTEFACTS = ("prefix_positions", "item_embeddings", "user_embeddings", "item_neighbours", "user_neighbours")
@@ -113,3 +114,36 @@ def load_semantic_tables(data_root: str | Path, name: str, profile: str, sequenc
         prefix_positions=torch.from_numpy(positions),
         profile=profile,
     )
+
+
+class SemanticSamples(SequenceSamples):
+    """Training samples that also carry their retrieved neighbours (the inter-user branch's inputs, SPEC §1.6).
+
+    Sample ``i`` is training prefix row ``i`` of the semantic tables (both follow :func:`split_positions`), so the
+    neighbours' windows are gathered from the flat item array like the anchor's, in one indexing op per batch.
+
+    Args:
+        sequences: The dataset.
+        tables: Its semantic tables (checked against ``sequences`` by :func:`load_semantic_tables`).
+        max_len: Window length ``L``.
+    """
+
+    def __init__(self, sequences: Sequences, tables: SemanticTables, max_len: int) -> None:
+        super().__init__(sequences, "train", max_len)
+        if not torch.equal(self.positions, tables.prefix_positions):
+            raise ValueError("semantic tables do not follow this dataset's training prefixes")
+        self.tables = tables
+
+    def __getitems__(self, indices: list[int]) -> SeqBatch:
+        batch = super().__getitems__(indices)
+        rows = torch.as_tensor(indices, dtype=torch.int64)  # (B,) sample index == prefix row
+        neighbours = self.tables.user_neighbours[rows]  # (B, K)
+        b, k = neighbours.shape
+        flat = neighbours.reshape(-1)  # (B*K,)
+        windows = self._windows(self.positions[flat], self.starts[flat], self.max_len).view(b, k, self.max_len)
+        batch.prefix_row = rows
+        batch.semantic = self.tables.user_embeddings[rows]  # (B, E)
+        batch.neighbour_rows = neighbours
+        batch.neighbour_input_ids = windows  # (B, K, L)
+        batch.neighbour_semantic = self.tables.user_embeddings[flat].view(b, k, -1)  # (B, K, E)
+        return batch

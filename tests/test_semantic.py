@@ -201,9 +201,18 @@ def test_datamodule_loads_checked_tables(stage_args, synthetic_reviews):
     data.setup("fit")
     tables = data.semantic
     assert tables.item_neighbours.shape[1] == 3 and tables.dim == 384
-    batch = data.datasets["train"].__getitems__(list(range(8)))
-    rows = tables.prefix_row[batch.position]
-    assert torch.all(rows >= 0), "every training sample has a row in the user tables"
+    train = data.datasets["train"]
+    batch = train.__getitems__([5, 0, 17, 3])
+    assert torch.equal(tables.prefix_row[batch.position], batch.prefix_row), "sample index == prefix row"
+    assert batch.neighbour_input_ids.shape == (4, 3, data.max_len) and batch.neighbour_semantic.shape == (4, 3, 384)
+    assert torch.equal(batch.neighbour_rows, tables.user_neighbours[batch.prefix_row])
+    assert torch.equal(batch.semantic, tables.user_embeddings[batch.prefix_row])
+    for b in range(4):
+        for j in range(3):  # each neighbour window is exactly that neighbour sample's own input window
+            neighbour = train.__getitems__([int(batch.neighbour_rows[b, j])])
+            assert torch.equal(batch.neighbour_input_ids[b, j], neighbour.input_ids[0])
+            assert torch.equal(batch.neighbour_semantic[b, j], neighbour.semantic[0])
+    assert data.datasets["val"].__getitems__([0]).neighbour_input_ids is None, "evaluation needs no neighbours"
 
     too_many = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon",
                                 data_root=stage_args["data_root"], semantic_profile="test", num_neighbours=9)
