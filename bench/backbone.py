@@ -87,7 +87,7 @@ def worker_project_train(args) -> dict:
 
     data = _load_data(args)
     torch.manual_seed(0)
-    model = SRACLModule(num_items=data.num_items, max_len=data.max_len)
+    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, user_cl_weight=0.0, item_cl_weight=0.0)
     total = args.warmup + args.steps
 
     class StepTimer(L.Callback):
@@ -136,7 +136,7 @@ def worker_project_rank(args) -> dict:
     from sracl_lightning.module import SRACLModule
 
     data = _load_data(args)
-    model = SRACLModule(num_items=data.num_items, max_len=data.max_len)
+    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, user_cl_weight=0.0, item_cl_weight=0.0)
     trainer = L.Trainer(accelerator="cpu", devices=1, precision=args.precision, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.test(model, datamodule=data, verbose=False)  # warm-up

@@ -1,7 +1,7 @@
 """The command line: LightningCLI with the project's links, callbacks and loggers.
 
-* ``data.num_items`` flows into ``model.num_items`` once the DataModule exists; ``data.max_len`` into
-  ``model.max_len`` at parse time. Neither is ever typed twice.
+* ``data.num_items`` and ``data.semantic_dim`` (the semantic profile's width E) flow into the model once the
+  DataModule exists; ``data.max_len`` into ``model.max_len`` at parse time. None is ever typed twice.
 * Checkpointing and early stopping are first-class argument groups (``--checkpoint.*``, ``--early_stopping.*``)
   with the paper's protocol as defaults: monitor validation MRR@10, patience 10.
 * Without an explicit ``--trainer.logger``, runs log to TensorBoard and CSV under
@@ -44,6 +44,7 @@ class SRACLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
         parser.link_arguments("data.max_len", "model.init_args.max_len")
+        parser.link_arguments("data.semantic_dim", "model.init_args.semantic_dim", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": MONITOR,

@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader
 
 from sracl_lightning import processed
 from sracl_lightning.catalog import SourceFormat, resolve
+from sracl_lightning.manifest import read_manifest
 from sracl_lightning.samples import SequenceSamples, Split, collate_batch
-from sracl_lightning.semantic_tables import SemanticSamples, SemanticTables, load_semantic_tables
+from sracl_lightning.semantic_tables import SemanticSamples, SemanticTables, load_semantic_tables, semantic_dir
 from sracl_lightning.sequences import Sequences, format_stats
 
 
@@ -97,6 +98,18 @@ class SeqRecDataModule(L.LightningDataModule):
         if self._sequences is None:
             self._sequences = processed.load(self.directory)
         return self._sequences
+
+    @property
+    def semantic_dim(self) -> int | None:
+        """Width E of the semantic profile's vectors (read from its manifest), ``None`` without a profile."""
+        if self.semantic_profile is None:
+            return None
+        path = semantic_dir(self.data_root, self.name, self.semantic_profile) / "item_embeddings.npy"
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise FileNotFoundError(f"{path} is missing or incomplete; build the profile with: python "
+                                    f"data/semantic.py --dataset {self.name} --profile {self.semantic_profile} [...]")
+        return int(manifest["shape"][1])
 
     @property
     def semantic(self) -> SemanticTables:

@@ -1,12 +1,18 @@
-"""``SRACLModule``: the LightningModule that trains a sequence encoder and evaluates it by full ranking.
+"""``SRACLModule``: SRA-CL (paper Eq. 12, SPEC §1.6–1.9) around any sequence encoder, evaluated by full ranking.
 
-At this stage it holds the backbone and its recommendation loss, which is the paper's "w/o CL" row (Table 2).
+``L = L_rec + α·L_CS + β·L_IS``: the recommendation loss, the inter-user contrastive loss against a synthesized
+positive, and the intra-user contrastive loss between two semantically substituted views. With ``α = β = 0`` it is
+the backbone alone, the paper's "w/o CL" row, and needs no semantic data. Inference uses the backbone alone.
+
 Extension points, each a small method a subclass overrides:
 
 * :meth:`loss_terms` returns the named, already weighted loss terms; ``training_step`` sums and logs them;
-* :meth:`rec_loss` is the recommendation loss (full-softmax cross-entropy over all items, SPEC §1.1);
-* :meth:`item_scores` scores every item for evaluation;
-* :meth:`protocol` describes the evaluation protocol printed with every result.
+* :meth:`rec_loss`, :meth:`user_cl_loss` (L_CS), :meth:`item_cl_loss` (L_IS): one method per term;
+* :meth:`anchor_hidden`, :meth:`neighbour_hidden`, :meth:`substituted_views`: the inputs of the CL terms, where
+  cheaper cost modes plug in;
+* :meth:`item_scores` scores every item for evaluation; :meth:`protocol` describes the evaluation protocol.
+
+Dimension letters: B batch, L window, D hidden, E semantic width, K neighbours, N items.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from torch import Tensor
 
 from sracl_lightning.batch import SeqBatch
 from sracl_lightning.encoder import SequenceEncoder
+from sracl_lightning.losses import InfoNCE
 from sracl_lightning.metrics import RankingMetrics
 from sracl_lightning.sasrec import SASRec
+from sracl_lightning.substitution import check_item_neighbours, substitute_items
+from sracl_lightning.synthesizer import SampleSynthesizer
 
 #: Builds an encoder from ``(num_items, max_len)``; in YAML, a ``class_path`` plus the other ``init_args``.
 EncoderFactory = Callable[[int, int], SequenceEncoder]
@@ -30,7 +39,7 @@ OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimize
 
 
 class SRACLModule(L.LightningModule):
-    """Sequential recommender trained with full-softmax cross-entropy, evaluated by full ranking.
+    """SRA-CL training of a sequence encoder (the backbone alone when both CL weights are 0).
 
     Args:
         num_items: Number of items ``N``; linked from the DataModule.
@@ -40,6 +49,14 @@ class SRACLModule(L.LightningModule):
         metric_ks: Cut-offs K of HR@K, NDCG@K and MRR@K.
         mask_seen_items: Exclude each user's already-seen items from the ranking (never the target itself).
             Off in the paper's protocol (SPEC §2.2).
+        user_cl_weight: α, weight of the inter-user loss L_CS (paper and code: 0.1; 0 turns it off).
+        item_cl_weight: β, weight of the intra-user loss L_IS (paper and code: 0.1; 0 turns it off).
+        semantic_dim: Width E of the frozen semantic vectors; linked from the DataModule's semantic profile.
+        synthesizer_dropout: Dropout on the synthesizer's attention weights. NOTE: 0 as in the paper; the released
+            code applies 0.5 (SPEC §1.10 #5).
+        substitution_probability: p, per-position probability of a semantic item substitution (0.2).
+        user_cl_loss_fn: InfoNCE of L_CS (default: the released code's NT-Xent, τ = 1, dot product).
+        item_cl_loss_fn: InfoNCE of L_IS (same default).
     """
 
     def __init__(
@@ -50,14 +67,36 @@ class SRACLModule(L.LightningModule):
         optimizer: OptimizerFactory = torch.optim.Adam,
         metric_ks: tuple[int, ...] = (5, 10, 20),
         mask_seen_items: bool = False,
+        user_cl_weight: float = 0.1,
+        item_cl_weight: float = 0.1,
+        semantic_dim: int | None = None,
+        synthesizer_dropout: float = 0.0,
+        substitution_probability: float = 0.2,
+        user_cl_loss_fn: InfoNCE | None = None,
+        item_cl_loss_fn: InfoNCE | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["user_cl_loss_fn", "item_cl_loss_fn"])
+        if user_cl_weight < 0 or item_cl_weight < 0:
+            raise ValueError(f"CL weights must be >= 0, got α={user_cl_weight}, β={item_cl_weight}")
         self.num_items = num_items
         self.max_len = max_len
         self.mask_seen_items = mask_seen_items
         self.optimizer_factory = optimizer
+        self.user_cl_weight, self.item_cl_weight = user_cl_weight, item_cl_weight
+        self.substitution_probability = substitution_probability
         self.encoder = self.build_encoder(encoder)
+        self.synthesizer = None
+        if user_cl_weight > 0:
+            if semantic_dim is None:
+                raise ValueError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
+                                 "--data.semantic_profile (built by data/semantic.py), or user_cl_weight 0")
+            self.synthesizer = SampleSynthesizer(semantic_dim, self.encoder.hidden_size,
+                                                 attention_dropout=synthesizer_dropout)
+        self.user_cl_loss_fn = user_cl_loss_fn or InfoNCE()
+        self.item_cl_loss_fn = item_cl_loss_fn or InfoNCE()
+        # (N + 1, K) item neighbour ids for substitution: frozen data, set in setup(), never checkpointed.
+        self.register_buffer("item_neighbours", torch.empty(0, 0, dtype=torch.int64), persistent=False)
         self.val_metrics = RankingMetrics(metric_ks)
         self.test_metrics = RankingMetrics(metric_ks)
 
@@ -71,15 +110,64 @@ class SRACLModule(L.LightningModule):
         """Sequence representations ``h_u``: (B, L) -> (B, D). Inference uses the backbone alone."""
         return self.encoder(input_ids)
 
+    def setup(self, stage: str) -> None:
+        """Fetch the frozen item neighbour table for L_IS from the DataModule's semantic profile."""
+        if stage != "fit" or self.item_cl_weight == 0:
+            return
+        data = self.trainer.datamodule
+        if data is None or getattr(data, "semantic_profile", None) is None:
+            raise ValueError("the intra-user loss (item_cl_weight > 0) needs item neighbours: set "
+                             "--data.semantic_profile (built by data/semantic.py), or item_cl_weight 0")
+        table = data.semantic.item_neighbours
+        check_item_neighbours(table, self.num_items)
+        self.item_neighbours = table.to(self.device)
+
     # ----------------------------------------------------------------------------------------------- training
     def rec_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
         """Full-softmax cross-entropy over items 1..N (the padding id is never a class)."""
         logits = h @ self.encoder.item_embeddings().T  # (B, N)
         return F.cross_entropy(logits, batch.target - 1)
 
+    def anchor_hidden(self, batch: SeqBatch, h: Tensor) -> Tensor:
+        """``h_u`` for L_CS (B, D). As the released code: a second pass, with its own dropout mask (SPEC §1.6)."""
+        return self(batch.input_ids)
+
+    def neighbour_hidden(self, batch: SeqBatch) -> Tensor:
+        """``h_u'`` of the K retrieved prefixes (B, K, D): encoded with gradient every step, as the released code
+        (the faithful, most expensive mode: B·K extra encoder passes)."""
+        b, k, length = batch.neighbour_input_ids.shape
+        return self(batch.neighbour_input_ids.reshape(b * k, length)).view(b, k, -1)  # (B, K, D)
+
+    def user_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
+        """L_CS (Eqs. 6–9): InfoNCE between ``h_u`` and the synthesized positive ``h⁺_u``."""
+        if batch.neighbour_input_ids is None:
+            raise ValueError("L_CS needs training batches with neighbours: set --data.semantic_profile")
+        positive = self.synthesizer(batch.semantic, batch.neighbour_semantic, self.neighbour_hidden(batch))
+        return self.user_cl_loss_fn(self.anchor_hidden(batch, h), positive)  # (B, D) vs (B, D)
+
+    def substituted_views(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Two views S', S'' of each window, each item replaced with probability p by a semantic neighbour."""
+        if self.item_neighbours.numel() == 0:
+            raise RuntimeError("item neighbours not loaded: L_IS runs inside trainer.fit with a semantic profile")
+        return tuple(substitute_items(input_ids, self.item_neighbours, self.substitution_probability, check=False)
+                     for _ in range(2))
+
+    def item_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
+        """L_IS (Eq. 11): InfoNCE between the encodings of two substituted views."""
+        first, second = self.substituted_views(batch.input_ids)  # (B, L) each
+        b = len(batch)
+        views = self(torch.cat([first, second]))  # one encoder pass for both views: (2B, D)
+        return self.item_cl_loss_fn(views[:b], views[b:])
+
     def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
-        """Named, weighted loss terms; the training loss is their sum."""
-        return {"rec": self.rec_loss(batch, self(batch.input_ids))}
+        """Named, weighted loss terms; the training loss is their sum. A term with weight 0 is not computed."""
+        h = self(batch.input_ids)  # (B, D)
+        terms = {"rec": self.rec_loss(batch, h)}
+        if self.user_cl_weight > 0:
+            terms["user_cl"] = self.user_cl_weight * self.user_cl_loss(batch, h)
+        if self.item_cl_weight > 0:
+            terms["item_cl"] = self.item_cl_weight * self.item_cl_loss(batch, h)
+        return terms
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch)
@@ -141,7 +229,9 @@ class SRACLModule(L.LightningModule):
             "ranking": f"full ranking over all {self.num_items} items; an item scoring equal to the target "
                        "ranks above it",
             "mask_seen_items": self.mask_seen_items,
-            "loss": "full-softmax cross-entropy",
+            "loss": "full-softmax cross-entropy" + (
+                f" + {self.user_cl_weight}·L_CS + {self.item_cl_weight}·L_IS"
+                if self.user_cl_weight or self.item_cl_weight else ""),
             "encoder": type(self.encoder).__name__,
         }
 

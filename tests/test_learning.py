@@ -37,7 +37,8 @@ def test_sasrec_beats_popularity_on_synthetic(tmp_path, synthetic_reviews) -> No
     model = SRACLModule(data.num_items, data.max_len,
                         encoder=lambda n, length: SASRec(n, length, hidden_size=32, hidden_dropout=0.2,
                                                          attn_dropout=0.2),
-                        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3))
+                        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3),
+                        user_cl_weight=0.0, item_cl_weight=0.0)  # the backbone alone
     trainer = L.Trainer(accelerator="cpu", max_epochs=12, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=data)
