@@ -75,6 +75,10 @@ class SequenceSamples(Dataset):
         valid = index >= starts[:, None]
         return torch.where(valid, self.items[index.clamp_min(0)], 0)
 
+    def input_windows(self, indices: Tensor) -> Tensor:
+        """The ``(B, max_len)`` input windows of samples ``indices`` alone (no targets, no history)."""
+        return self._windows(self.positions[indices], self.starts[indices], self.max_len)
+
     def __getitems__(self, indices: list[int]) -> SeqBatch:
         idx = torch.as_tensor(indices, dtype=torch.int64)
         positions, starts = self.positions[idx], self.starts[idx]

@@ -125,3 +125,35 @@ def test_sracl_trains_through_the_cli_on_a_semantic_profile(monkeypatch, tmp_pat
     assert checkpoint["hyper_parameters"]["semantic_dim"] == 384
     assert "item_neighbours" not in checkpoint["state_dict"], "frozen data must not bloat checkpoints"
     assert any(key.startswith("synthesizer.") for key in checkpoint["state_dict"])
+
+
+# ------------------------------------------------------------------------------------------ memory-bank mode
+def test_memory_bank_mode_reads_neighbours_from_the_bank_and_refreshes_anchor_rows():
+    from sracl_lightning.memory_bank import MemoryBankSRACL
+
+    torch.manual_seed(0)
+    module = MemoryBankSRACL(N, L, encoder=partial(SASRec, hidden_size=16, num_layers=1, num_heads=1,
+                                                   inner_size=32), semantic_dim=E)
+    module.item_neighbours = item_table(torch.Generator().manual_seed(1))
+    module.bank = torch.randn(B, 16)
+    batch = toy_batch(torch.Generator().manual_seed(0))
+    batch.neighbour_rows = torch.randint(0, B, (B, K))
+    before = module.bank.clone()
+    assert torch.equal(module.neighbour_hidden(batch), before[batch.neighbour_rows])
+    terms = module.loss_terms(batch)
+    sum(terms.values()).backward()
+    assert not torch.equal(module.bank, before), "the anchors' rows were not refreshed"
+    assert not module.bank.requires_grad
+    missing = [name for name, p in module.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_memory_bank_mode_trains_through_the_cli(monkeypatch, tmp_path, synthetic_reviews):
+    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(tmp_path / "processed"),
+                  profile="test", user_source="item_mean", pool_size=5, progress=False).run()
+    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1",
+                     "--model.class_path", "sracl_lightning.memory_bank.MemoryBankSRACL",
+                     "--data.semantic_profile", "test",
+                     "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
+    run_train(monkeypatch, args)
+    assert next((tmp_path / "runs").rglob("test_metrics.json")).is_file()
