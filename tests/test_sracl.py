@@ -7,12 +7,15 @@ from functools import partial
 
 import pytest
 import torch
+import yaml
 
 from sracl_lightning.batch import SeqBatch
+from sracl_lightning.cli import SRACLCLI
 from sracl_lightning.gru4rec import GRU4Rec
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.sasrec import SASRec
 from sracl_lightning.semantic import SemanticStage
+from tests.conftest import REPO_ROOT
 from tests.test_cli import run_train, tiny_args
 
 N, L, K, E, B = 30, 6, 3, 8, 5
@@ -157,3 +160,29 @@ def test_memory_bank_mode_trains_through_the_cli(monkeypatch, tmp_path, syntheti
                      "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
     run_train(monkeypatch, args)
     assert next((tmp_path / "runs").rglob("test_metrics.json")).is_file()
+
+
+# ------------------------------------------------------------------------------------------------- configs
+SRACL_CONFIGS = sorted((REPO_ROOT / "configs" / "sracl").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", SRACL_CONFIGS, ids=lambda p: p.stem)
+def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, synthetic_reviews):
+    text = config.read_text()
+    assert text.startswith("#") and "python train.py" in text, "configs open with a comment and the command"
+    data_root = str(tmp_path / "processed")
+    profile = yaml.safe_load(text).get("data", {}).get("semantic_profile", "minilm_nollm")
+    cooccurrence = profile == "cooccurrence"
+    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile=profile,
+                  user_source="item_mean", item_source="cooccurrence" if cooccurrence else "text",
+                  cooccurrence_dim=16, pool_size=10, progress=False).run()
+    configs = [SRACL_CONFIGS[SRACL_CONFIGS.index(REPO_ROOT / "configs" / "sracl" / "beauty.yaml")]] \
+        if config.stem == "faithful" else []  # an overlay goes on top of a dataset's SRA-CL config
+    args = [arg for c in [*configs, config] for arg in ("--config", str(c))]
+    cli = SRACLCLI(args=[*args, "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+                         "--data.data_root", data_root, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    model, data = cli.model, cli.datamodule
+    assert model.user_cl_weight == model.item_cl_weight == 0.1
+    assert model.hparams.semantic_dim == data.semantic_dim == (16 if cooccurrence else 384)
+    expected = "SRACLModule" if config.stem == "faithful" else "MemoryBankSRACL"
+    assert type(model).__name__ == expected
