@@ -16,7 +16,7 @@ from sracl_lightning.module import SRACLModule
 from sracl_lightning.sasrec import SASRec
 from sracl_lightning.semantic import SemanticStage
 from tests.conftest import REPO_ROOT
-from tests.test_cli import run_train, tiny_args
+from tests.test_cli import load_script, run_train, tiny_args
 
 N, L, K, E, B = 30, 6, 3, 8, 5
 
@@ -115,7 +115,7 @@ def test_one_batch_overfits_with_all_terms():
 def test_sracl_trains_through_the_cli_on_a_semantic_profile(monkeypatch, tmp_path, synthetic_reviews):
     SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(tmp_path / "processed"),
                   profile="test", user_source="item_mean", pool_size=5, progress=False).run()
-    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1",
+    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0",
                      "--data.semantic_profile", "test", "--data.num_neighbours", "3",
                      "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
     run_train(monkeypatch, args)
@@ -128,6 +128,12 @@ def test_sracl_trains_through_the_cli_on_a_semantic_profile(monkeypatch, tmp_pat
     assert checkpoint["hyper_parameters"]["semantic_dim"] == 384
     assert "item_neighbours" not in checkpoint["state_dict"], "frozen data must not bloat checkpoints"
     assert any(key.startswith("synthesizer.") for key in checkpoint["state_dict"])
+
+    # evaluate.py restores an SRA-CL checkpoint (synthesizer included) and ranks with the backbone alone.
+    trained = json.loads(run.read_text())["metrics"]
+    best = json.loads(run.read_text())["checkpoint"]
+    evaluated = load_script("evaluate").evaluate(best, output_dir=str(tmp_path / "eval"), accelerator="cpu")
+    assert float(evaluated["test/ndcg@10"]) == pytest.approx(trained["ndcg@10"], abs=1e-7)
 
 
 # ------------------------------------------------------------------------------------------ memory-bank mode
