@@ -8,8 +8,9 @@ Extension points, each a small method a subclass overrides:
 
 * :meth:`loss_terms` returns the named, already weighted loss terms; ``training_step`` sums and logs them;
 * :meth:`rec_loss`, :meth:`user_cl_loss` (L_CS), :meth:`item_cl_loss` (L_IS): one method per term;
-* :meth:`anchor_hidden`, :meth:`neighbour_hidden`, :meth:`substituted_views`: the inputs of the CL terms, where
-  cheaper cost modes plug in;
+* :meth:`anchor_hidden`, :meth:`neighbour_hidden`, :meth:`user_positive`, :meth:`substituted_views`: the inputs
+  of the CL terms, where cheaper cost modes and ablations plug in; :meth:`build_synthesizer` builds the
+  synthesizer;
 * :meth:`item_scores` scores every item for evaluation; :meth:`protocol` describes the evaluation protocol.
 
 Dimension letters: B batch, L window, D hidden, E semantic width, K neighbours, N items.
@@ -86,13 +87,7 @@ class SRACLModule(L.LightningModule):
         self.user_cl_weight, self.item_cl_weight = user_cl_weight, item_cl_weight
         self.substitution_probability = substitution_probability
         self.encoder = self.build_encoder(encoder)
-        self.synthesizer = None
-        if user_cl_weight > 0:
-            if semantic_dim is None:
-                raise ValueError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
-                                 "--data.semantic_profile (built by data/semantic.py), or user_cl_weight 0")
-            self.synthesizer = SampleSynthesizer(semantic_dim, self.encoder.hidden_size,
-                                                 attention_dropout=synthesizer_dropout)
+        self.synthesizer = self.build_synthesizer(semantic_dim, synthesizer_dropout) if user_cl_weight > 0 else None
         self.user_cl_loss_fn = user_cl_loss_fn or InfoNCE()
         self.item_cl_loss_fn = item_cl_loss_fn or InfoNCE()
         # (N + 1, K) item neighbour ids for substitution: frozen data, set in setup(), never checkpointed.
@@ -105,6 +100,13 @@ class SRACLModule(L.LightningModule):
         if not isinstance(encoder, SequenceEncoder):
             raise TypeError(f"encoder must build a SequenceEncoder, got {type(encoder).__name__}")
         return encoder
+
+    def build_synthesizer(self, semantic_dim: int | None, dropout: float) -> SampleSynthesizer | None:
+        """The learnable sample synthesizer of L_CS (Eqs. 6–8)."""
+        if semantic_dim is None:
+            raise ValueError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
+                             "--data.semantic_profile (built by data/semantic.py), or user_cl_weight 0")
+        return SampleSynthesizer(semantic_dim, self.encoder.hidden_size, attention_dropout=dropout)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """Sequence representations ``h_u``: (B, L) -> (B, D). Inference uses the backbone alone."""
@@ -138,12 +140,15 @@ class SRACLModule(L.LightningModule):
         b, k, length = batch.neighbour_input_ids.shape
         return self(batch.neighbour_input_ids.reshape(b * k, length)).view(b, k, -1)  # (B, K, D)
 
+    def user_positive(self, batch: SeqBatch) -> Tensor:
+        """The synthesized positive ``h⁺_u`` (B, D): the synthesizer's weighted sum of the neighbours' ``h_u'``."""
+        return self.synthesizer(batch.semantic, batch.neighbour_semantic, self.neighbour_hidden(batch))
+
     def user_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """L_CS (Eqs. 6–9): InfoNCE between ``h_u`` and the synthesized positive ``h⁺_u``."""
+        """L_CS (Eqs. 6–9): InfoNCE between ``h_u`` and its positive ``h⁺_u``."""
         if batch.neighbour_input_ids is None:
             raise ValueError("L_CS needs training batches with neighbours: set --data.semantic_profile")
-        positive = self.synthesizer(batch.semantic, batch.neighbour_semantic, self.neighbour_hidden(batch))
-        return self.user_cl_loss_fn(self.anchor_hidden(batch, h), positive)  # (B, D) vs (B, D)
+        return self.user_cl_loss_fn(self.anchor_hidden(batch, h), self.user_positive(batch))  # (B, D) vs (B, D)
 
     def substituted_views(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
         """Two views S', S'' of each window, each item replaced with probability p by a semantic neighbour."""
