@@ -182,15 +182,16 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
     SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile=profile,
                   user_source="item_mean", item_source="cooccurrence" if cooccurrence else "text",
                   cooccurrence_dim=16, pool_size=10, progress=False).run()
-    configs = [SRACL_CONFIGS[SRACL_CONFIGS.index(REPO_ROOT / "configs" / "sracl" / "beauty.yaml")]] \
-        if config.stem == "faithful" else []  # an overlay goes on top of a dataset's SRA-CL config
+    # Overlays go on top of what they modify: faithful.yaml on a dataset's SRA-CL config, duorec.yaml on DuoRec.
+    configs = {"faithful": [REPO_ROOT / "configs" / "sracl" / "beauty.yaml"],
+               "duorec": [REPO_ROOT / "configs" / "duorec.yaml"]}.get(config.stem, [])
     args = [arg for c in [*configs, config] for arg in ("--config", str(c))]
     cli = SRACLCLI(args=[*args, "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
                          "--data.data_root", data_root, "--trainer.default_root_dir", str(tmp_path / "runs")])
     model, data = cli.model, cli.datamodule
     assert model.user_cl_weight == model.item_cl_weight == 0.1
     assert model.hparams.semantic_dim == data.semantic_dim == (16 if cooccurrence else 384)
-    expected = "SRACLModule" if config.stem == "faithful" else "MemoryBankSRACL"
+    expected = {"faithful": "SRACLModule", "duorec": "MemoryBankDuoRec"}.get(config.stem, "MemoryBankSRACL")
     assert type(model).__name__ == expected
 
 

@@ -1,0 +1,298 @@
+"""DuoRec: same-target sampling on the device, the masked NT-Xent vs a naive loop, gradients, overfitting, the CLI
+with DuoRec alone and with SRA-CL on top, and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from sracl_lightning.batch import SeqBatch
+from sracl_lightning.cli import SRACLCLI
+from sracl_lightning.duorec import (
+    DuoRecModule,
+    MemoryBankDuoRec,
+    SameTargetSampler,
+    same_target_info_nce,
+    same_target_keys,
+)
+from sracl_lightning.losses import info_nce
+from sracl_lightning.samples import SequenceSamples
+from sracl_lightning.sasrec import SASRec
+from sracl_lightning.semantic import SemanticStage
+from sracl_lightning.sequences import Sequences
+from tests.conftest import REPO_ROOT
+from tests.test_cli import load_script, run_train, tiny_args
+
+# Training targets (positions s+1 .. e-3): a -> 2 3 4, b -> 2 6 3, c -> 2 1 3 4, d -> 6 5. So targets 2 and 3 have
+# three samples each, 4 and 6 two, 1 and 5 one (their anchors fall back to themselves).
+USERS = {"a": [1, 2, 3, 4, 9, 9], "b": [5, 2, 6, 3, 8, 8], "c": [7, 2, 1, 3, 4, 8, 8], "d": [6, 6, 5, 9, 9]}
+N, L, K, E, D = 9, 4, 3, 8, 16
+TINY_SASREC = partial(SASRec, hidden_size=D, num_layers=1, num_heads=1, inner_size=32)
+
+
+@pytest.fixture(scope="module")
+def samples() -> SequenceSamples:
+    lengths = [len(s) for s in USERS.values()]
+    sequences = Sequences(items=np.concatenate([np.array(s, dtype=np.int32) for s in USERS.values()]),
+                          offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                          user_tokens=list(USERS), item_tokens=[None, *map(str, range(1, N + 1))])
+    return SequenceSamples(sequences, "train", L)
+
+
+def loaded_sampler(samples: SequenceSamples) -> SameTargetSampler:
+    sampler = SameTargetSampler(L)
+    sampler.load(samples, N)
+    return sampler
+
+
+def training_batch(samples: SequenceSamples) -> SeqBatch:
+    """Every training sample, with made-up neighbours for SRA-CL's L_CS."""
+    generator = torch.Generator().manual_seed(0)
+    batch = samples.__getitems__(list(range(len(samples))))
+    b = len(batch)
+    batch.prefix_row = torch.arange(b)
+    batch.semantic = torch.randn(b, E, generator=generator)
+    batch.neighbour_rows = torch.randint(0, b, (b, K), generator=generator)
+    batch.neighbour_input_ids = samples.input_windows(batch.neighbour_rows.reshape(-1)).view(b, K, L)
+    batch.neighbour_semantic = torch.randn(b, K, E, generator=generator)
+    return batch
+
+
+def duorec(samples: SequenceSamples, cls=DuoRecModule, **kwargs) -> DuoRecModule:
+    kwargs = {"user_cl_weight": 0.0, "item_cl_weight": 0.0, **kwargs}
+    semantic_dim = E if kwargs["user_cl_weight"] > 0 else None
+    module = cls(N, L, encoder=TINY_SASREC, semantic_dim=semantic_dim, **kwargs)
+    module.item_neighbours = (torch.arange(N + 1)[:, None] + torch.arange(1, K + 1)) % N + 1  # (N + 1, K)
+    module.same_target.load(samples, N)
+    return module
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def test_sampler_index_follows_the_targets(samples):
+    sampler = loaded_sampler(samples)
+    targets = samples.items[samples.positions]  # (S,)
+    assert torch.equal(sampler.sorted_targets, targets[sampler.order])
+    assert torch.equal(sampler.order[sampler.rank], torch.arange(len(samples)))
+    counts = torch.bincount(targets, minlength=N + 1)
+    assert torch.equal(sampler.range_end - sampler.range_start, counts)
+    assert sampler.state_dict() == {}, "the index is frozen data, never checkpointed"
+
+
+def test_same_target_picks_share_the_target_and_are_never_the_anchor(samples):
+    torch.manual_seed(0)
+    sampler = loaded_sampler(samples)
+    targets = samples.items[samples.positions]  # (S,)
+    for _ in range(50):
+        picks = sampler.sample(samples.positions, targets)  # (S,)
+        for anchor, pick in enumerate(picks.tolist()):
+            others = [j for j in range(len(samples)) if j != anchor and targets[j] == targets[anchor]]
+            if others:
+                assert pick in others
+            else:
+                assert pick == -1, "a unique target falls back to the anchor itself"
+
+
+def test_same_target_picks_are_uniform(samples):
+    torch.manual_seed(0)
+    sampler = loaded_sampler(samples)
+    targets = samples.items[samples.positions]
+    anchor = int(torch.nonzero(targets == 2)[1])  # target 2 has three samples: two candidates
+    others = [j for j in torch.nonzero(targets == 2).flatten().tolist() if j != anchor]
+    draws = 6000
+    picks = sampler.sample(samples.positions[anchor].repeat(draws), targets[anchor].repeat(draws))
+    frequencies = torch.bincount(picks, minlength=len(samples)).float() / draws
+    assert frequencies[others].sum() == 1
+    assert torch.allclose(frequencies[others], torch.full((2,), 0.5), atol=0.03)
+    # An anchor that is not a training sample (e.g. a validation target) excludes nothing: all three are drawn.
+    outside = sampler.sample(torch.tensor([10_000]).repeat(draws), targets[anchor].repeat(draws))
+    frequencies = torch.bincount(outside, minlength=len(samples)).float() / draws
+    assert torch.allclose(frequencies[[anchor, *others]], torch.full((3,), 1 / 3), atol=0.03)
+
+
+def test_windows_equal_the_dataset_windows(samples):
+    sampler = loaded_sampler(samples)
+    indices = torch.arange(len(samples)).flip(0)
+    assert torch.equal(sampler.windows(indices), samples.input_windows(indices))
+
+
+def test_positive_windows_fall_back_to_the_anchor_and_otherwise_share_its_target(samples):
+    torch.manual_seed(0)
+    module = duorec(samples)
+    batch = samples.__getitems__(list(range(len(samples))))
+    targets = batch.target
+    windows = module.same_target_windows(batch)  # (S, L)
+    all_windows = samples.input_windows(torch.arange(len(samples)))
+    for anchor in range(len(samples)):
+        same = [j for j in range(len(samples)) if targets[j] == targets[anchor]]
+        if len(same) == 1:
+            assert torch.equal(windows[anchor], batch.input_ids[anchor])
+        else:
+            assert any(torch.equal(windows[anchor], all_windows[j]) for j in same if j != anchor)
+
+
+def test_sampling_needs_the_index():
+    with pytest.raises(RuntimeError, match="not loaded"):
+        SameTargetSampler(L).sample(torch.tensor([1]), torch.tensor([2]))
+
+
+# ------------------------------------------------------------------------------------------------- loss
+def naive_loss(anchors, positives, targets, temperature, mask_same_target):
+    """Row by row: -log softmax of the partner among the candidates (not the row itself, not a same-target row)."""
+    z = torch.cat([anchors, positives]).double()
+    both = targets.repeat(2).tolist()
+    b = len(targets)
+    total = 0.0
+    for q in range(2 * b):
+        partner = (q + b) % (2 * b)
+        keys = [k for k in range(2 * b)
+                if k != q and (k == partner or not (mask_same_target and both[k] == both[q]))]
+        logits = torch.stack([z[q] @ z[k] / temperature for k in keys])
+        total += torch.logsumexp(logits, 0) - z[q] @ z[partner] / temperature
+    return total / (2 * b)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_same_target_mask_matches_a_naive_loop(temperature):
+    generator = torch.Generator().manual_seed(0)
+    anchors, positives = torch.randn(5, 4, generator=generator), torch.randn(5, 4, generator=generator)
+    targets = torch.tensor([3, 7, 3, 5, 3])
+    masked = same_target_info_nce(anchors, positives, targets, temperature=temperature)
+    assert masked.item() == pytest.approx(naive_loss(anchors, positives, targets, temperature, True).item(),
+                                          rel=1e-5)
+    unmasked = same_target_info_nce(anchors, positives, targets, temperature=temperature, mask_same_target=False)
+    assert unmasked.item() == pytest.approx(naive_loss(anchors, positives, targets, temperature, False).item(),
+                                            rel=1e-5)
+    assert masked.item() != pytest.approx(unmasked.item())
+    # Without the mask it is the released code's NT-Xent, i.e. losses.info_nce.
+    assert torch.allclose(unmasked, info_nce(anchors, positives, temperature=temperature))
+
+
+def test_mask_excludes_same_target_rows_but_never_the_partner():
+    mask = same_target_keys(torch.tensor([3, 7, 3]))  # rows: a0 a1 a2 p0 p1 p2
+    expected = torch.tensor([[1, 0, 1, 0, 0, 1],
+                             [0, 1, 0, 0, 0, 0],
+                             [1, 0, 1, 1, 0, 0],
+                             [0, 0, 1, 1, 0, 1],
+                             [0, 0, 0, 0, 1, 0],
+                             [1, 0, 0, 1, 0, 1]], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+    generator = torch.Generator().manual_seed(1)
+    anchors, positives = torch.randn(4, 4, generator=generator), torch.randn(4, 4, generator=generator)
+    distinct = torch.tensor([1, 2, 3, 4])
+    assert torch.allclose(same_target_info_nce(anchors, positives, distinct), info_nce(anchors, positives))
+    # One target for the whole batch: each row's only candidate is its partner, the loss is exactly 0.
+    assert same_target_info_nce(anchors, positives, torch.full((4,), 5)).item() == 0.0
+
+
+def test_loss_is_float32_and_finite_from_bf16():
+    generator = torch.Generator().manual_seed(0)
+    anchors, positives = (torch.randn(6, 4, generator=generator).bfloat16() * 30 for _ in range(2))
+    loss = same_target_info_nce(anchors, positives, torch.tensor([1, 1, 2, 3, 2, 4]))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+# ----------------------------------------------------------------------------------------------- module
+@pytest.mark.parametrize("cls", [DuoRecModule, MemoryBankDuoRec], ids=["faithful", "memory_bank"])
+def test_every_parameter_gets_a_gradient_with_sracl_on_top(samples, cls):
+    torch.manual_seed(0)
+    module = duorec(samples, cls, user_cl_weight=0.1, item_cl_weight=0.1)
+    batch = training_batch(samples)
+    if cls is MemoryBankDuoRec:
+        module.bank = torch.randn(len(samples), D)
+        before = module.bank.clone()
+    terms = module.loss_terms(batch)
+    assert set(terms) == {"rec", "user_cl", "item_cl", "duorec"} and all(torch.isfinite(t) for t in terms.values())
+    sum(terms.values()).backward()
+    missing = [name for name, p in module.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient reaches {missing}"
+    if cls is MemoryBankDuoRec:
+        assert not torch.equal(module.bank, before), "the anchors' bank rows were not refreshed"
+
+
+def test_duorec_alone_needs_no_semantics_and_its_term_is_weighted(samples):
+    batch = samples.__getitems__(list(range(len(samples))))
+    torch.manual_seed(0)
+    base = duorec(samples, duorec_weight=1.0).eval()  # eval: no dropout, so both modules see equal passes
+    assert base.synthesizer is None
+    half = duorec(samples, duorec_weight=0.5).eval()
+    half.load_state_dict(base.state_dict())
+    torch.manual_seed(3)
+    full_terms = base.loss_terms(batch)
+    torch.manual_seed(3)
+    half_terms = half.loss_terms(batch)
+    assert set(full_terms) == {"rec", "duorec"}
+    assert torch.allclose(half_terms["duorec"], 0.5 * full_terms["duorec"])
+    assert set(DuoRecModule(N, L, duorec_weight=0.0, user_cl_weight=0.0, item_cl_weight=0.0)
+               .loss_terms(batch)) == {"rec"}, "λ = 0 is SASRec alone and needs no index"
+    with pytest.raises(ValueError, match="duorec_weight"):
+        DuoRecModule(N, L, duorec_weight=-1.0, user_cl_weight=0.0, item_cl_weight=0.0)
+
+
+def test_one_batch_overfits(samples):
+    torch.manual_seed(0)
+    module = DuoRecModule(N, L, encoder=partial(TINY_SASREC, hidden_dropout=0.1, attn_dropout=0.1),
+                          optimizer=partial(torch.optim.Adam, lr=1e-2), user_cl_weight=0.0, item_cl_weight=0.0)
+    module.same_target.load(samples, N)
+    batch = samples.__getitems__(list(range(len(samples))))  # 12 samples, 9 items: dropout 0.5 would not fit it
+    optimizer = module.configure_optimizers()
+    first = None
+    for _ in range(150):
+        terms = module.loss_terms(batch)
+        first = first if first is not None else terms["rec"].item()
+        optimizer.zero_grad()
+        sum(terms.values()).backward()
+        optimizer.step()
+    assert terms["rec"].item() < 0.2 * first
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(monkeypatch, tmp_path, synthetic_reviews):
+    args = tiny_args(synthetic_reviews, tmp_path, "--config", str(REPO_ROOT / "configs" / "duorec.yaml"),
+                     "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0")
+    run_train(monkeypatch, args)
+    run = next((tmp_path / "runs").rglob("test_metrics.json"))
+    results = json.loads(run.read_text())
+    assert "L_DuoRec" in results["protocol"]["loss"] and results["protocol"]["backbone"] == "DuoRec"
+    header = next((run.parent.parent / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
+    assert "train/duorec_loss_epoch" in header and "train/user_cl_loss_epoch" not in header
+
+    checkpoint = torch.load(next(run.parent.rglob("last.ckpt")), weights_only=True)
+    assert checkpoint["hyper_parameters"]["duorec_weight"] == 0.1
+    assert not any(key.startswith("same_target.") for key in checkpoint["state_dict"]), "index must not be saved"
+    restored = DuoRecModule.load_from_checkpoint(results["checkpoint"], map_location="cpu")
+    assert restored.duorec_weight == 0.1 and not restored.same_target.loaded
+
+    # evaluate.py restores a DuoRec checkpoint (as an SRACLModule: inference is the backbone alone).
+    evaluated = load_script("evaluate").evaluate(results["checkpoint"], output_dir=str(tmp_path / "eval"),
+                                                 accelerator="cpu")
+    assert float(evaluated["test/ndcg@10"]) == pytest.approx(results["metrics"]["ndcg@10"], abs=1e-7)
+
+
+def test_duorec_with_sracl_overlay_instantiates_and_trains(monkeypatch, tmp_path, synthetic_reviews):
+    data_root = tmp_path / "processed"
+    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(data_root),
+                  profile="minilm_nollm", user_source="item_mean", pool_size=10, progress=False).run()
+    configs = ["--config", str(REPO_ROOT / "configs" / "duorec.yaml"),
+               "--config", str(REPO_ROOT / "configs" / "sracl" / "duorec.yaml")]
+    text = (REPO_ROOT / "configs" / "sracl" / "duorec.yaml").read_text()
+    assert text.startswith("#") and "python train.py" in text and "Fig. 3" in text
+    cli = SRACLCLI(args=[*configs, "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+                         "--data.data_root", str(data_root), "--trainer.default_root_dir", str(tmp_path / "cli")])
+    model, data = cli.model, cli.datamodule
+    assert type(model) is MemoryBankDuoRec
+    assert (model.user_cl_weight, model.item_cl_weight, model.duorec_weight) == (0.1, 0.1, 0.1)
+    assert model.hparams.semantic_dim == data.semantic_dim == 384 and data.num_neighbours == 10
+    # The faithful cost mode: a class_path switch keeps every other setting.
+    faithful = SRACLCLI(args=[*configs, "--model.class_path", "sracl_lightning.duorec.DuoRecModule",
+                              "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+                              "--data.data_root", str(data_root)]).model
+    assert type(faithful) is DuoRecModule and faithful.user_cl_weight == faithful.duorec_weight == 0.1
+
+    run_train(monkeypatch, tiny_args(synthetic_reviews, tmp_path, *configs, "--trainer.max_epochs", "1"))
+    header = next((tmp_path / "runs").rglob("metrics.csv")).read_text().splitlines()[0]
+    for term in ("duorec", "user_cl", "item_cl"):
+        assert f"train/{term}_loss_epoch" in header
