@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -28,3 +29,11 @@ def synthetic_reviews(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic_raw")
     info = load_synthetic_generator().generate(out, num_users=301, num_items=120, seed=0)
     return Path(info["reviews_path"])
+
+
+def left_padded(*sequences: list[int], width: int) -> torch.Tensor:
+    """Windows of ``width`` items, right-aligned and left-padded with 0 as the data pipeline builds them."""
+    out = torch.zeros(len(sequences), width, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        out[row, width - len(seq):] = torch.tensor(seq)
+    return out

@@ -17,6 +17,7 @@ from sracl_lightning.batch import SeqBatch
 from sracl_lightning.gru4rec import GRU4Rec, left_align
 from sracl_lightning.module import SRACLModule
 from tests.conftest import REPO_ROOT
+from tests.conftest import left_padded as pad
 
 NUM_ITEMS, MAX_LEN = 50, 8
 
@@ -27,10 +28,7 @@ def make_model(max_len: int = MAX_LEN, **kwargs) -> GRU4Rec:
 
 
 def left_padded(*sequences: list[int], width: int = MAX_LEN) -> torch.Tensor:
-    out = torch.zeros(len(sequences), width, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        out[row, width - len(seq):] = torch.tensor(seq)
-    return out
+    return pad(*sequences, width=width)
 
 
 # ------------------------------------------------------------------------------------------------------ unit

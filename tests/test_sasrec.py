@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sracl_lightning.sasrec import SASRec
+from tests.conftest import left_padded as pad
 
 NUM_ITEMS, MAX_LEN = 50, 8
 
@@ -17,10 +18,7 @@ def make_model(**kwargs) -> SASRec:
 
 
 def left_padded(*sequences: list[int]) -> torch.Tensor:
-    out = torch.zeros(len(sequences), MAX_LEN, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        out[row, MAX_LEN - len(seq):] = torch.tensor(seq)
-    return out
+    return pad(*sequences, width=MAX_LEN)
 
 
 def test_output_shape_and_init() -> None:
