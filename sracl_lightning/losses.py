@@ -21,14 +21,13 @@ D embedding width, Q query rows (2B, or B one-sided).
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sracl_lightning.distributed import all_gather_rows, is_distributed
 
 Similarity = Literal["dot", "cosine"]
 Negatives = Literal["all", "positives"]
@@ -234,35 +233,12 @@ class InfoNCE(nn.Module):
         Returns:
             (G, D) anchors and (G, D) positives of all ranks in rank order, and this rank's first row index.
         """
-        if self.gather_across_ranks == "none" or not dist.is_available() or not dist.is_initialized():
-            return anchors, positives, 0
-        world_size, rank = dist.get_world_size(), dist.get_rank()
-        if world_size == 1:
+        if self.gather_across_ranks == "none" or not is_distributed():
             return anchors, positives, 0
         local = torch.cat([anchors, positives], dim=1)  # (B, 2D): one collective for both
-        sizes = self._gather_sizes(local.shape[0], local.device)
-        padded = F.pad(local, (0, 0, 0, max(sizes) - local.shape[0]))  # (Bmax, 2D): collectives need equal shapes
-        if self.gather_across_ranks == "with_grad":
-            # NOTE: torch 2.13 deprecates this public function for the private `_functional_collectives`; it stays
-            # because it exists in every torch >= 2.3 and its backward works on gloo (all-to-all, no reduce-scatter).
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
-                parts = list(dist_fn.all_gather(padded))
-        else:
-            parts = [torch.empty_like(padded) for _ in range(world_size)]
-            dist.all_gather(parts, padded.detach())  # no gradient through the collective
-            parts[rank] = padded  # the local slice keeps its gradient
-        rows = torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])  # (G, 2D)
+        rows, offset = all_gather_rows(local, with_grad=self.gather_across_ranks == "with_grad")  # (G, 2D)
         d = anchors.shape[1]
-        return rows[:, :d], rows[:, d:], sum(sizes[:rank])
-
-    @staticmethod
-    def _gather_sizes(size: int, device: torch.device) -> list[int]:
-        """B of every rank, in rank order."""
-        local = torch.tensor([size], device=device)
-        sizes = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
-        dist.all_gather(sizes, local)
-        return [int(s.item()) for s in sizes]
+        return rows[:, :d], rows[:, d:], offset
 
     def labels(self, local_size: int, global_size: int, offset: int, device: torch.device) -> Tensor:
         """(2B,) key index of each query's partner; see :func:`partner_labels`."""

@@ -10,9 +10,10 @@ What changes: the synthesized positive h⁺_u still depends on the learnable syn
 longer flows into the encoder through the neighbours, only through the anchor. NOTE: a deviation from the
 paper/code for cost; bench/sracl.py measures its speed and the metrics against the faithful mode.
 
-Under DDP each process rebuilds the whole bank (the same weights give the same rows) and then updates only the
-rows of its own anchors, so banks drift apart slightly within an epoch. Dimension letters: P training prefixes,
-B batch, K neighbours, D hidden.
+Under DDP each process rebuilds the whole bank (the same weights give the same rows), and every step's anchor rows
+are gathered from all ranks (B·D floats per rank and step) so that every rank writes the rows of the global batch:
+the banks stay identical across ranks and equal to the single-process bank on the same global batches. Dimension
+letters: P training prefixes, B batch, G global batch (B summed over ranks), K neighbours, D hidden.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from sracl_lightning.batch import SeqBatch
+from sracl_lightning.distributed import all_gather_rows
 from sracl_lightning.module import SRACLModule
 
 
@@ -65,5 +67,11 @@ class MemoryBankSRACL(SRACLModule):
         NOTE: the released code encodes the anchor a second time for L_CS (another dropout mask); this mode reuses
         the rec pass, one encoder pass fewer per sample.
         """
-        self.bank[batch.prefix_row] = h.detach().float()
+        self.refresh_bank(batch.prefix_row, h.detach().float())
         return h
+
+    def refresh_bank(self, rows: Tensor, hidden: Tensor) -> None:
+        """Overwrite the (B,) bank ``rows`` with (B, D) ``hidden``, for the anchors of every DDP rank."""
+        rows, _ = all_gather_rows(rows)  # (G,)
+        hidden, _ = all_gather_rows(hidden)  # (G, D)
+        self.bank[rows] = hidden

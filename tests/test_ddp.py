@@ -47,3 +47,75 @@ def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic
         assert two[key] == pytest.approx(value, abs=1e-6), key
         # train.py tested under bf16 autocast (fp32 scores, bf16 encoder): a near-tie may flip for a user or two.
         assert trained["metrics"][key] == pytest.approx(value, abs=0.01), key
+
+
+SRACL_DETERMINISTIC = """\
+# Full SRA-CL (memory bank) with every random draw of a step turned off, so that a step is a deterministic function
+# of its global batch: encoder dropout 0, synthesizer dropout 0 (the default), substitution p = 0 (L_IS still runs
+# on two identical views), negatives gathered with gradient across ranks.
+model:
+  class_path: sracl_lightning.memory_bank.MemoryBankSRACL
+  init_args:
+    user_cl_weight: 0.1
+    item_cl_weight: 0.1
+    substitution_probability: 0.0
+    encoder:
+      class_path: sracl_lightning.sasrec.SASRec
+      init_args: {hidden_size: 16, num_layers: 1, num_heads: 1, inner_size: 32, hidden_dropout: 0.0,
+                  attn_dropout: 0.0}
+    user_cl_loss_fn:
+      class_path: sracl_lightning.losses.InfoNCE
+      init_args: {gather_across_ranks: with_grad}
+    item_cl_loss_fn:
+      class_path: sracl_lightning.losses.InfoNCE
+      init_args: {gather_across_ranks: with_grad}
+data:
+  semantic_profile: ddp
+  num_neighbours: 3
+trainer:
+  max_epochs: 2
+  limit_train_batches: 6
+  limit_val_batches: 1.0
+  limit_test_batches: 1
+  enable_progress_bar: false
+  accelerator: cpu
+  strategy: ddp
+"""
+
+
+def last_validation(run_root: Path) -> dict[str, float]:
+    """The validation metrics of the last epoch in the CSV log."""
+    import csv
+
+    with next(run_root.rglob("metrics.csv")).open() as f:
+        rows = list(csv.DictReader(f))
+    val = [row for row in rows if row.get("val/mrr@10")][-1]
+    return {key: float(value) for key, value in val.items() if key.startswith("val/") and value}
+
+
+def test_sracl_one_and_two_processes_train_to_equal_validation_metrics(tmp_path, synthetic_reviews) -> None:
+    """1 process and 2 DDP processes with the same global batch (``data.batch_size`` is global: 32 on one rank, 16 on
+    each of two) see the same global batches (Lightning's distributed sampler on 1 rank yields the union of the 2
+    ranks' batches), the same global negatives (gathered with gradient)
+    and the same memory bank (anchor rows gathered from every rank), so their weights and validation metrics agree.
+    """
+    from sracl_lightning.semantic import SemanticStage
+
+    data_root = tmp_path / "processed"
+    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(data_root), profile="ddp",
+                  user_source="item_mean", pool_size=5, progress=False).run()
+    config = tmp_path / "sracl_ddp.yaml"
+    config.write_text(SRACL_DETERMINISTIC)
+    metrics = {}
+    for devices in ("1", "2"):
+        root = tmp_path / f"runs{devices}"
+        run([str(REPO_ROOT / "train.py"), "--config", str(config),
+             "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+             "--data.data_root", str(data_root), "--trainer.default_root_dir", str(root),
+             "--trainer.devices", devices, "--data.batch_size", "32"], cwd=tmp_path)
+        metrics[devices] = last_validation(root)
+    one, two = metrics["1"], metrics["2"]
+    assert one.keys() == two.keys() and "val/mrr@10" in one
+    assert one["val/mrr@10"] > 0
+    for key, value in one.items():
+        assert two[key] == pytest.approx(value, abs=1e-5), key
