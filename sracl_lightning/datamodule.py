@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from sracl_lightning import processed
-from sracl_lightning.catalog import SourceFormat, resolve
+from sracl_lightning.catalog import SourceFormat, resolve_source
 from sracl_lightning.manifest import read_manifest
 from sracl_lightning.samples import SequenceSamples, Split, collate_batch
 from sracl_lightning.semantic_tables import SemanticSamples, SemanticTables, load_semantic_tables, semantic_dir
@@ -59,7 +59,11 @@ class SeqRecDataModule(L.LightningDataModule):
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError("batch sizes must be >= 1")
         self.save_hyperparameters()
-        self.name, self.source, self.source_format = resolve(dataset, source_root, source_format)
+        resolved = resolve_source(dataset, source_root, source_format)
+        self.name, self.source, self.source_format = resolved.name, resolved.path, resolved.format
+        # Item text is optional for training (it gives titles to recommendations); converted when the source has it.
+        text = resolved.item_text
+        self.item_text = text if text is not None and text.path.is_file() else None
         self.data_root = Path(data_root)
         self.max_len = max_len
         self.batch_size = batch_size
@@ -127,7 +131,8 @@ class SeqRecDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------ hooks
     def prepare_data(self) -> None:
         """Convert the source into the processed layout unless an up-to-date conversion exists."""
-        _, self._stats, converted = processed.prepare(self.name, self.source, self.source_format, self.data_root)
+        _, self._stats, converted = processed.prepare(self.name, self.source, self.source_format, self.data_root,
+                                                      item_text=self.item_text)
         verb = "converted" if converted else "reusing"
         rank_zero_info(f"[data] {verb} {self.source} -> {self.directory}")
         rank_zero_info(f"[data] {format_stats(self.name, self._stats)}")

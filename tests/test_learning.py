@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 
 from sracl_lightning.datamodule import SeqRecDataModule
@@ -46,3 +47,47 @@ def test_sasrec_beats_popularity_on_synthetic(tmp_path, synthetic_reviews) -> No
     baseline = popularity_hr10(data)
     print(f"synthetic test HR@10: SASRec {learned:.4f}, popularity {baseline:.4f}")
     assert learned > 1.5 * baseline
+
+
+def train_to_early_stop(model: SRACLModule, data: SeqRecDataModule, tmp_path, name: str) -> dict[str, float]:
+    """Fit with early stopping on val MRR@10 (patience 20), then test the best checkpoint."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    best = ModelCheckpoint(dirpath=tmp_path / name, monitor="val/mrr@10", mode="max")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=200, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False,
+                        callbacks=[best, EarlyStopping("val/mrr@10", mode="max", patience=20)])
+    trainer.fit(model, datamodule=data)
+    state = torch.load(best.best_model_path, weights_only=False)["state_dict"]
+    model.load_state_dict(state, strict=False)  # strict=False: the memory bank is not checkpointed
+    return trainer.test(model, datamodule=data, verbose=False)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "Known gap (docs/results.md, 'SRA-CL on the synthetic data'): on the synthetic generator an item's semantic "
+    "neighbours are the other steps of its own product line, whose successors differ, so substitution and "
+    "neighbour positives change the next item; SRA-CL ties w/o CL on HR and loses on NDCG. strict: an XPASS fails, "
+    "so the marker must go when the generator or the method changes this."))
+def test_sracl_beats_backbone_alone_on_synthetic(tmp_path, synthetic_reviews) -> None:
+    from functools import partial
+
+    from sracl_lightning.memory_bank import MemoryBankSRACL
+    from sracl_lightning.semantic import SemanticStage
+
+    data_root = str(tmp_path / "processed")
+    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile="check",
+                  user_source="item_mean", pool_size=20, progress=False).run()
+    results = {}
+    for name, weight in (("w/o CL", 0.0), ("SRA-CL", 0.1)):
+        L.seed_everything(0)
+        data = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root,
+                                batch_size=64, eval_batch_size=512, semantic_profile="check" if weight else None,
+                                num_neighbours=10 if weight else None)
+        model = MemoryBankSRACL(data.num_items, data.max_len, encoder=partial(SASRec, hidden_size=32),
+                                user_cl_weight=weight, item_cl_weight=weight,
+                                semantic_dim=data.semantic_dim if weight else None)
+        results[name] = train_to_early_stop(model, data, tmp_path, name.replace("/", ""))
+    print({name: {k: round(v, 4) for k, v in r.items() if "@10" in k or "@20" in k} for name, r in results.items()})
+    for metric in ("test/hr@20", "test/ndcg@20"):
+        assert results["SRA-CL"][metric] > results["w/o CL"][metric], metric

@@ -1,0 +1,118 @@
+"""The recommendation API and CLI, round trip from a tiny checkpoint trained by train.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from sracl_lightning.item_text import load_item_text
+from sracl_lightning.recommend import Recommender, main
+from tests.test_cli import load_script, tiny_args
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, synthetic_reviews) -> str:
+    tmp_path = tmp_path_factory.mktemp("recommend")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["train.py", *tiny_args(synthetic_reviews, tmp_path)])
+        load_script("train").main()
+    return json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())["checkpoint"]
+
+
+@pytest.fixture(scope="module")
+def recommender(checkpoint) -> Recommender:
+    return Recommender.from_checkpoint(checkpoint)
+
+
+def source_history(recommender: Recommender, user: int) -> list[str]:
+    return [recommender.source_ids[i] for i in recommender.data.sequences.sequence(user).tolist()]
+
+
+def test_top_k_are_the_models_best_unseen_items_with_ids_and_titles(recommender):
+    history = source_history(recommender, 0)
+    ranked = recommender.recommend_one(history, k=10)
+    assert len(ranked) == 10
+    seen = set(recommender.internal_ids(history))
+    assert not seen & {r.item for r in ranked}, "a seen item was recommended"
+    scores = [r.score for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+    # Same scores as the model computes by hand on the left-padded window of the last max_len items.
+    model = recommender.model
+    ids = recommender.internal_ids(history)[-model.max_len:]
+    window = torch.zeros(1, model.max_len, dtype=torch.long)
+    window[0, model.max_len - len(ids):] = torch.tensor(ids)
+    with torch.no_grad():
+        expected = (model(window) @ model.encoder.item_embeddings().T)[0]  # (N,)
+    expected[torch.tensor(sorted(seen)) - 1] = float("-inf")
+    assert [r.item for r in ranked] == (expected.topk(10).indices + 1).tolist()
+    assert scores == pytest.approx(expected.topk(10).values.tolist(), abs=1e-5)
+
+    records = load_item_text(recommender.data.directory)
+    for r in ranked:
+        assert r.source_id == records[r.item]["source_id"]
+        assert r.title == records[r.item]["title"]
+    assert any(r.title for r in ranked), "titles were not attached"
+
+
+def test_seen_items_are_kept_when_asked(checkpoint, recommender):
+    keep = Recommender.from_checkpoint(checkpoint, exclude_seen=False)
+    history = source_history(recommender, 3)
+    ranked = keep.recommend_one(history, k=keep.num_items)
+    assert len(ranked) == keep.num_items and {r.item for r in ranked} >= set(keep.internal_ids(history))
+    excluded = recommender.recommend_one(history, k=recommender.num_items)
+    assert len(excluded) == recommender.num_items - len(set(history)), "exactly the unseen items remain"
+
+
+def test_batches_users_and_internal_ids_agree_with_one_history_at_a_time(checkpoint, recommender):
+    small = Recommender.from_checkpoint(checkpoint, batch_size=2)
+    histories = [source_history(recommender, u) for u in range(5)]
+    one_by_one = [recommender.recommend_one(h, k=5) for h in histories]
+    users = [str(u) for u in json.loads((recommender.data.directory / "id_map.json").read_text())["users"][:5]]
+    internal = [recommender.internal_ids(h) for h in histories]
+    for batched in (small.recommend(histories, k=5), recommender.recommend_users(users, k=5),
+                    recommender.recommend(internal, k=5)):
+        assert [[r.item for r in rs] for rs in batched] == [[r.item for r in rs] for rs in one_by_one]
+        # The same scores up to the summation order of a batched matmul.
+        assert [r.score for rs in batched for r in rs] == pytest.approx(
+            [r.score for rs in one_by_one for r in rs], abs=1e-5)
+
+
+def test_bad_input_names_what_is_wrong(recommender):
+    good = source_history(recommender, 0)
+    with pytest.raises(KeyError, match=r"histories\[0\]\[1\]: unknown item 'NOT-AN-ASIN'"):
+        recommender.recommend([[good[0], "NOT-AN-ASIN"]])
+    with pytest.raises(ValueError, match="at least one item"):
+        recommender.recommend([[]])
+    with pytest.raises(ValueError, match=r"outside 1\.\."):
+        recommender.recommend([[0]])
+    with pytest.raises(TypeError, match="string"):
+        recommender.recommend([good[0]])
+    with pytest.raises(ValueError, match="k must be"):
+        recommender.recommend([good], k=0)
+    with pytest.raises(KeyError, match="unknown user 'nobody'"):
+        recommender.recommend_users(["nobody"])
+
+
+def test_cli_prints_one_json_line_per_history(checkpoint, recommender, tmp_path, capsys):
+    first, second = source_history(recommender, 0), source_history(recommender, 1)
+    path = tmp_path / "histories.jsonl"
+    path.write_text(json.dumps(second) + "\n\n")
+    main(checkpoint, history=",".join(first), histories=str(path), k=3)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["history"] for line in lines] == [first, second]
+    expected = recommender.recommend([first, second], k=3)
+    for line, ranked in zip(lines, expected, strict=True):
+        assert [r["source_id"] for r in line["recommendations"]] == [r.source_id for r in ranked]
+        assert set(line["recommendations"][0]) == {"item", "source_id", "score", "title"}
+
+    path.write_text('["a", "b"]\n{"not": "a list"}\n')
+    with pytest.raises(SystemExit, match=r"histories.jsonl:2: expected a JSON list"):
+        main(checkpoint, histories=str(path))
+    with pytest.raises(SystemExit, match=r"unknown item 'NOPE'"):
+        main(checkpoint, history=f"{first[0]},NOPE")
+    with pytest.raises(SystemExit, match="nothing to recommend"):
+        main(checkpoint)
