@@ -64,7 +64,8 @@ def evaluate(
     if trainer.is_global_zero:
         out_dir = Path(output_dir) if output_dir else (path.parent.parent if path.parent.name == "checkpoints"
                                                        else path.parent)
-        write_results(out_dir, split, metrics, model.protocol(), checkpoint=str(path), dataset=data.name)
+        write_results(out_dir, split, metrics, model.protocol(), checkpoint=str(path), dataset=data.name,
+                      semantic_profile=data.semantic_profile)
     return metrics
 
 

@@ -25,7 +25,8 @@ def main() -> None:
     # log_dir broadcasts from rank 0, so every rank asks; fast_dev_run has no loggers and no run folder.
     out_dir = trainer.log_dir or trainer.default_root_dir
     if trainer.is_global_zero:
-        write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name)
+        write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name,
+                      semantic_profile=data.semantic_profile)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,364 @@
+"""Run a paper table: every (dataset, row, seed) is one ``train.py`` run; resumable; then the results table.
+
+    python -m sracl_lightning.runner configs/tables/main.yaml --datasets [beauty] --seeds [2024,2025,2026]
+    python -m sracl_lightning.runner configs/tables/ablations.yaml --datasets [office] --jobs 2
+    python -m sracl_lightning.runner configs/tables/main.yaml --dry_run true       # the plan and each run's state
+    python -m sracl_lightning.runner configs/tables/main.yaml --table_only true    # rebuild the table from results
+
+A table spec (``configs/tables/*.yaml``) lists rows; each row is a list of config files (``{dataset}`` is replaced
+by the dataset's name), optional extra ``train.py`` arguments, optionally the datasets it applies to (``only``),
+and the paper's numbers. Each run lives in ``<out_root>/<table>/<dataset>/<row>/seed<S>/`` with a ``run.json``
+holding its arguments and a key: the hash of the arguments and of the contents of every config file they name.
+
+* A run whose ``run.json`` key matches and which holds a ``test_metrics.json`` is done and skipped.
+* A run started with the same key but unfinished resumes from its newest ``last.ckpt`` (or starts over).
+* A run whose key differs (a config file or an argument changed) is never reused silently: the runner stops and
+  names it, unless ``--rerun_changed true``, which moves the old folder aside (``seed<S>.stale-<time>``) and runs
+  again. Nothing is deleted.
+
+Runs go one after another (``--jobs 1``) or in parallel processes; each writes ``train.log`` in its folder. With
+``--jobs N`` on a CPU, give each process its share of the cores (``OMP_NUM_THREADS``) in ``--env``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal
+
+import yaml
+
+from sracl_lightning.atomic import atomic_write_text
+from sracl_lightning.tables import TABLE_METRICS, RunResult, read_run_result, summarize, to_csv, to_markdown
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The paper's runs use seed 2024 (configs/default.yaml); further seeds follow it.
+DEFAULT_SEEDS = (2024, 2025, 2026, 2027, 2028)
+RunState = Literal["done", "partial", "changed", "new"]
+
+
+# ------------------------------------------------------------------------------------------------ table specs
+@dataclass(frozen=True)
+class RowSpec:
+    """One row of a table: how to train it and what the paper reports for it."""
+
+    name: str
+    configs: tuple[str, ...]
+    args: tuple[str, ...] = ()
+    only: tuple[str, ...] | None = None
+    paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # paper[dataset][metric]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    rows: tuple[RowSpec, ...]
+    datasets: tuple[str, ...]
+    baseline: str | None = None
+    metrics: tuple[str, ...] = TABLE_METRICS
+
+
+def load_table_spec(path: str | Path) -> TableSpec:
+    """Read and check a table spec; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping with 'title', 'datasets' and 'rows'")
+
+    def need(obj: dict, key: str, kind: type, where: str):
+        if key not in obj:
+            raise ValueError(f"{path}: {where} has no '{key}'")
+        if not isinstance(obj[key], kind):
+            raise ValueError(f"{path}: {where}.{key} must be a {kind.__name__}, got {type(obj[key]).__name__}")
+        return obj[key]
+
+    rows = []
+    for index, row in enumerate(need(raw, "rows", list, "the table")):
+        where = f"rows[{index}]"
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: {where} must be a mapping")
+        unknown = set(row) - {"name", "configs", "args", "only", "paper"}
+        if unknown:
+            raise ValueError(f"{path}: {where} has unknown fields {sorted(unknown)}")
+        paper = row.get("paper") or {}
+        for dataset, numbers in paper.items():
+            if not isinstance(numbers, dict) or not all(isinstance(v, int | float) for v in numbers.values()):
+                raise ValueError(f"{path}: {where}.paper.{dataset} must map metric names to numbers")
+        rows.append(RowSpec(name=str(need(row, "name", str, where)),
+                            configs=tuple(need(row, "configs", list, where)),
+                            args=tuple(str(a) for a in row.get("args") or ()),
+                            only=tuple(row["only"]) if row.get("only") is not None else None,
+                            paper=paper))
+    names = [r.name for r in rows]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: row names must be unique, got {names}")
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in names:
+        raise ValueError(f"{path}: baseline {baseline!r} is not one of the rows {names}")
+    return TableSpec(name=path.stem, title=str(need(raw, "title", str, "the table")), rows=tuple(rows),
+                     datasets=tuple(need(raw, "datasets", list, "the table")), baseline=baseline,
+                     metrics=tuple(raw.get("metrics") or TABLE_METRICS))
+
+
+# -------------------------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class PlannedRun:
+    dataset: str
+    row: str
+    seed: int
+    args: tuple[str, ...]  # train.py arguments, the run folder excluded
+    directory: Path
+    key: str
+
+    @property
+    def command_line(self) -> str:
+        return " ".join(["python train.py", *self.args, "--trainer.default_root_dir", str(self.directory)])
+
+
+def slug(name: str) -> str:
+    """A folder name for a row: 'w/o L_CS' -> 'wo_l_cs'."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("w/o", "wo")).strip("_")
+
+
+def run_key(args: Sequence[str], root: Path) -> str:
+    """Hash of the arguments and of the contents of every config file they name."""
+    contents = {}
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag == "--config":
+            path = (root / value) if not Path(value).is_absolute() else Path(value)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {path}")
+            contents[value] = hashlib.sha256(path.read_bytes()).hexdigest()
+    payload = json.dumps({"args": list(args), "configs": contents}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Sequence[int] = DEFAULT_SEEDS,
+         out_root: str | Path = "runs/tables", extra_args: Sequence[str] = (), root: Path = REPO_ROOT
+         ) -> list[PlannedRun]:
+    """Every (dataset, row, seed) run of ``spec``, rows outside their ``only`` datasets left out."""
+    if not seeds:
+        raise ValueError("no seeds given")
+    runs = []
+    for dataset in datasets or spec.datasets:
+        for row in spec.rows:
+            if row.only is not None and dataset not in row.only:
+                continue
+            base = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]
+            for seed in seeds:
+                args = (*base, *row.args, *extra_args, "--seed_everything", str(seed))
+                directory = Path(out_root) / spec.name / dataset / slug(row.name) / f"seed{seed}"
+                runs.append(PlannedRun(dataset, row.name, int(seed), args, directory, run_key(args, root)))
+    return runs
+
+
+def metrics_file(directory: Path) -> Path | None:
+    found = sorted(directory.rglob("test_metrics.json"))
+    return found[-1] if found else None
+
+
+def state(run: PlannedRun) -> RunState:
+    record = run.directory / "run.json"
+    if not record.is_file():
+        return "new"
+    if json.loads(record.read_text(encoding="utf-8")).get("key") != run.key:
+        return "changed"
+    return "done" if metrics_file(run.directory) is not None else "partial"
+
+
+def resume_checkpoint(run: PlannedRun) -> Path | None:
+    found = sorted(run.directory.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+# --------------------------------------------------------------------------------------------------- running
+@dataclass
+class _Active:
+    """A started run: its process, its open log file and its start time."""
+
+    process: subprocess.Popen
+    log: IO[str]
+    started: float
+
+
+class Runner:
+    """Runs the planned runs that are not done, ``jobs`` at a time.
+
+    Args:
+        train_command: The command that trains (``[python, train.py]``); tests swap in a stand-in.
+        jobs: Runs at the same time, each its own process.
+        env: Extra environment variables of every run (e.g. ``OMP_NUM_THREADS``).
+        rerun_changed: Move aside and rerun runs whose key changed, instead of stopping.
+        root: Working directory of the runs (config paths are relative to it).
+    """
+
+    def __init__(self, train_command: Sequence[str] | None = None, *, jobs: int = 1,
+                 env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT) -> None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.train_command = list(train_command or [sys.executable, str(REPO_ROOT / "train.py")])
+        self.jobs = jobs
+        self.env = dict(env or {})
+        self.rerun_changed = rerun_changed
+        self.root = root
+
+    def check(self, runs: Sequence[PlannedRun]) -> None:
+        """Stop before running anything if a run's configuration changed and reruns were not asked for."""
+        changed = [r for r in runs if state(r) == "changed"]
+        if changed and not self.rerun_changed:
+            listing = "\n  ".join(str(r.directory) for r in changed)
+            raise RuntimeError(f"{len(changed)} run(s) were made with another configuration (their run.json key "
+                               f"differs):\n  {listing}\nrerun them with --rerun_changed true (the old folders "
+                               "are moved aside, not deleted), or use another --out_root")
+
+    def command(self, run: PlannedRun) -> list[str]:
+        command = [*self.train_command, *run.args, "--trainer.default_root_dir", str(run.directory)]
+        checkpoint = resume_checkpoint(run)
+        return command + (["--ckpt_path", str(checkpoint)] if checkpoint is not None else [])
+
+    def start(self, run: PlannedRun) -> _Active:
+        current = state(run)
+        if current == "changed":
+            stale = run.directory.with_name(f"{run.directory.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(run.directory, stale)
+            print(f"[runner] {run.directory}: configuration changed; the old run moved to {stale}", flush=True)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        command = self.command(run)
+        record = {"key": run.key, "dataset": run.dataset, "row": run.row, "seed": run.seed, "args": list(run.args),
+                  "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
+        log = (run.directory / "train.log").open("a", encoding="utf-8")
+        process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **self.env})
+        return _Active(process, log, time.monotonic())
+
+    def finish(self, run: PlannedRun, active: _Active) -> bool:
+        active.log.close()
+        process = active.process
+        seconds = time.monotonic() - active.started
+        record = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
+        record.update(returncode=process.returncode, wall_seconds=round(seconds, 1))
+        atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
+        ok = process.returncode == 0 and metrics_file(run.directory) is not None
+        verdict = "done" if ok else f"FAILED (exit {process.returncode}; see {run.directory / 'train.log'})"
+        print(f"[runner] {run.dataset} / {run.row} / seed {run.seed}: {verdict} in {seconds / 60:.1f} min",
+              flush=True)
+        return ok
+
+    def run(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
+        """Run what is not done; returns the runs that failed."""
+        self.check(runs)
+        todo = [r for r in runs if state(r) != "done"]
+        print(f"[runner] {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, "
+              f"{self.jobs} at a time", flush=True)
+        failed, active = [], {}
+        queue = list(todo)
+        while queue or active:
+            while queue and len(active) < self.jobs:
+                run = queue.pop(0)
+                print(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}", flush=True)
+                active[run] = self.start(run)
+            time.sleep(0.2)
+            for run, handle in list(active.items()):
+                if handle.process.poll() is not None:
+                    del active[run]
+                    if not self.finish(run, handle):
+                        failed.append(run)
+        return failed
+
+
+# ------------------------------------------------------------------------------------------------- the table
+def collect(runs: Sequence[PlannedRun]) -> list[RunResult]:
+    """The results of the runs that are done (key matching and metrics written)."""
+    results = []
+    for run in runs:
+        if state(run) == "done":
+            results.append(read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row,
+                                           seed=run.seed))
+    return results
+
+
+def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path) -> tuple[Path, Path] | None:
+    """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished."""
+    results = collect(runs)
+    if not results:
+        return None
+    paper = {row.name: row.paper for row in spec.rows}
+    cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
+    markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics)
+    missing = [r for r in runs if state(r) != "done"]
+    wall = sum(json.loads((r.directory / "run.json").read_text()).get("wall_seconds", 0.0) for r in runs
+               if state(r) == "done")
+    footer = [f"{len(results)} of {len(runs)} planned runs finished; total training wall time "
+              f"{wall / 3600:.2f} h (sum over runs)."]
+    if missing:
+        footer.append("Not finished: " + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in missing) + ".")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    md, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
+    atomic_write_text(md, markdown + "\n" + "\n".join(footer) + "\n")
+    atomic_write_text(csv_path, to_csv(cells))
+    return md, csv_path
+
+
+def main(
+    table: str,
+    datasets: list[str] | None = None,
+    seeds: tuple[int, ...] = DEFAULT_SEEDS,
+    jobs: int = 1,
+    out_root: str = "runs/tables",
+    output: str | None = None,
+    train_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    rerun_changed: bool = False,
+    dry_run: bool = False,
+    table_only: bool = False,
+) -> None:
+    """Run every missing run of a table, then write its Markdown and CSV.
+
+    Args:
+        table: A table spec, e.g. ``configs/tables/main.yaml``.
+        datasets: Datasets to run (default: the spec's).
+        seeds: Seeds; each (dataset, row) is trained once per seed.
+        jobs: Runs at the same time.
+        out_root: Where run folders go.
+        output: Table path without suffix (default ``<out_root>/<table>/results``).
+        train_args: Extra ``train.py`` arguments for every run, e.g. ``[--trainer.precision, bf16-mixed]``; they
+            are part of the run key.
+        env: Extra environment variables for every run, e.g. ``{OMP_NUM_THREADS: '1'}``.
+        rerun_changed: Rerun runs whose configuration changed (old folders are moved aside).
+        dry_run: Only print the plan and each run's state.
+        table_only: Only rebuild the table from finished runs.
+    """
+    spec = load_table_spec(table)
+    runs = plan(spec, datasets=datasets, seeds=seeds, out_root=out_root, extra_args=train_args or ())
+    if dry_run:
+        for run in runs:
+            print(f"{state(run):8s} {run.command_line}")
+        return
+    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs)
+    written = write_table(spec, runs, output or Path(out_root) / spec.name / "results")
+    if written:
+        print(f"[runner] wrote {written[0]} and {written[1]}")
+    if failed:
+        raise SystemExit(f"[runner] {len(failed)} run(s) failed: "
+                         + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in failed))
+
+
+if __name__ == "__main__":
+    from jsonargparse import auto_cli
+
+    auto_cli(main, as_positional=True)

@@ -1,0 +1,222 @@
+"""Results tables over seeds: mean ± std, the paper's number beside each cell, and a paired t-test.
+
+Input: one :class:`RunResult` per (dataset, row, seed), read from the ``test_metrics.json`` files ``train.py``
+writes. Output: a Markdown table per dataset, with the protocol of its runs in the header, and a long-format CSV.
+
+The t-test is paired by seed against a baseline row (the same seed gives the same data order and initialisation
+to both rows): t = mean(d) / (std(d) / √n) over the n seeds both rows have, d = row − baseline, two-sided
+p-value from Student's t with n − 1 degrees of freedom. The t distribution's CDF for an integer number of degrees
+of freedom has a closed form (Abramowitz & Stegun 26.7.3–4), so no statistics package is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The metrics of the paper's Tables 1, 2, 4 and 5.
+TABLE_METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The test metrics of one finished run."""
+
+    dataset: str
+    row: str
+    seed: int
+    metrics: Mapping[str, float]
+    protocol: Mapping[str, object] = field(default_factory=dict)
+    semantic_profile: str | None = None
+
+
+def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> RunResult:
+    """Read a ``test_metrics.json`` written by ``train.py`` / ``evaluate.py``."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(payload.get("metrics"), dict):
+        raise ValueError(f"{path}: expected a 'metrics' object, as train.py writes")
+    return RunResult(dataset=dataset, row=row, seed=seed, metrics=payload["metrics"],
+                     protocol=payload.get("protocol", {}), semantic_profile=payload.get("semantic_profile"))
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1); the std of a single value is 0."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def student_t_two_sided_p(t: float, dof: int) -> float:
+    """P(|T| ≥ |t|) for Student's t with an integer number of degrees of freedom ``dof`` ≥ 1."""
+    if dof < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
+    if math.isinf(t):
+        return 0.0
+    theta = math.atan(abs(t) / math.sqrt(dof))
+    c2 = math.cos(theta) ** 2
+    series, term = 1.0, 1.0
+    if dof % 2 == 1:
+        # A(t|ν) = 2/π (θ + sinθ cosθ (1 + 2/3 cos²θ + … + (2·4⋯(ν−3))/(1·3⋯(ν−2)) cos^(ν−3)θ)), ν odd
+        for j in range(1, (dof - 1) // 2):
+            term *= (2 * j) / (2 * j + 1) * c2
+            series += term
+        inside = 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * series if dof > 1 else 0.0))
+    else:
+        # A(t|ν) = sinθ (1 + 1/2 cos²θ + … + (1·3⋯(ν−3))/(2·4⋯(ν−2)) cos^(ν−2)θ), ν even
+        for j in range(1, dof // 2):
+            term *= (2 * j - 1) / (2 * j) * c2
+            series += term
+        inside = math.sin(theta) * series
+    return min(1.0, max(0.0, 1.0 - inside))
+
+
+def paired_t_test(values: Sequence[float], baseline: Sequence[float]) -> tuple[float, float] | None:
+    """``(t, two-sided p)`` of ``values − baseline`` (paired), or ``None`` with fewer than 2 pairs.
+
+    Identical non-zero differences give t = ±inf and p = 0; all-zero differences give t = 0 and p = 1.
+    """
+    if len(values) != len(baseline):
+        raise ValueError(f"paired samples need equal lengths, got {len(values)} and {len(baseline)}")
+    n = len(values)
+    if n < 2:
+        return None
+    diffs = [a - b for a, b in zip(values, baseline, strict=True)]
+    mean, std = mean_std(diffs)
+    if std == 0.0:
+        return (0.0, 1.0) if mean == 0.0 else (math.copysign(math.inf, mean), 0.0)
+    t = mean / (std / math.sqrt(n))
+    return t, student_t_two_sided_p(t, n - 1)
+
+
+# ---------------------------------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, row, metric) entry of a table."""
+
+    dataset: str
+    row: str
+    metric: str
+    seeds: tuple[int, ...]
+    mean: float
+    std: float
+    paper: float | None
+    p_value: float | None  # paired t-test against the baseline row; None for the baseline itself or < 2 pairs
+
+    @property
+    def relative_to_paper(self) -> float | None:
+        """(ours − paper) / paper."""
+        return None if self.paper in (None, 0) else (self.mean - self.paper) / self.paper
+
+
+def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
+              paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+              metrics: Sequence[str] = TABLE_METRICS) -> list[Cell]:
+    """One :class:`Cell` per (dataset, row, metric) present in ``results``, in first-seen order.
+
+    Args:
+        results: Finished runs; a (dataset, row, seed) may appear once.
+        baseline: Row name the paired t-test compares every other row against (by common seeds).
+        paper: ``paper[row][dataset][metric]``: the paper's numbers, where it has them.
+        metrics: Metric names to tabulate.
+    """
+    paper = paper or {}
+    by_key: dict[tuple[str, str], dict[int, RunResult]] = {}
+    for result in results:
+        runs = by_key.setdefault((result.dataset, result.row), {})
+        if result.seed in runs:
+            raise ValueError(f"two results for dataset {result.dataset!r}, row {result.row!r}, seed {result.seed}")
+        runs[result.seed] = result
+    cells = []
+    for (dataset, row), runs in by_key.items():
+        base = by_key.get((dataset, baseline)) if baseline is not None and row != baseline else None
+        for metric in metrics:
+            seeds = tuple(sorted(runs))
+            values = [_metric(runs[s], metric) for s in seeds]
+            mean, std = mean_std(values)
+            p_value = None
+            if base is not None:
+                common = [s for s in seeds if s in base]
+                test = paired_t_test([_metric(runs[s], metric) for s in common],
+                                     [_metric(base[s], metric) for s in common])
+                p_value = None if test is None else test[1]
+            cells.append(Cell(dataset, row, metric, seeds, mean, std,
+                              paper.get(row, {}).get(dataset, {}).get(metric), p_value))
+    return cells
+
+
+def _metric(result: RunResult, metric: str) -> float:
+    if metric not in result.metrics:
+        raise KeyError(f"run {result.dataset}/{result.row}/seed {result.seed} has no {metric!r} "
+                       f"(it has {sorted(result.metrics)})")
+    return float(result.metrics[metric])
+
+
+# -------------------------------------------------------------------------------------------------- rendering
+def protocol_line(results: Iterable[RunResult], dataset: str) -> str:
+    """The protocol the dataset's runs share; fields on which they differ are listed with every value."""
+    values: dict[str, set[str]] = {}
+    for result in results:
+        if result.dataset != dataset:
+            continue
+        fields = {**{k: str(v) for k, v in result.protocol.items() if k != "loss"},
+                  "embeddings": result.semantic_profile or "none (w/o CL)"}
+        for key, value in fields.items():
+            values.setdefault(key, set()).add(value)
+    return "; ".join(f"{k}={' | '.join(sorted(v))}" for k, v in values.items())
+
+
+def format_cell(cell: Cell) -> str:
+    text = f"{cell.mean:.4f} ± {cell.std:.4f}"
+    if cell.paper is not None:
+        text += f" (paper {cell.paper:.4f}, {cell.relative_to_paper:+.1%})"
+    if cell.p_value is not None:
+        text += f" p={cell.p_value:.3g}"
+    return text
+
+
+def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: str, baseline: str | None = None,
+                metrics: Sequence[str] = TABLE_METRICS) -> str:
+    """A Markdown section per dataset: mean ± std over seeds (paper, relative difference) and p vs ``baseline``."""
+    lines = [f"# {title}", ""]
+    if baseline is not None:
+        lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row.", ""]
+    for dataset in dict.fromkeys(c.dataset for c in cells):
+        rows = list(dict.fromkeys(c.row for c in cells if c.dataset == dataset))
+        lines += [f"## {dataset}", "", f"Protocol: {protocol_line(results, dataset)}", "",
+                  "| row | seeds | " + " | ".join(m.upper() for m in metrics) + " |",
+                  "|---|---|" + "---|" * len(metrics)]
+        for row in rows:
+            by_metric = {c.metric: c for c in cells if c.dataset == dataset and c.row == row}
+            seeds = next(iter(by_metric.values())).seeds
+            lines.append(f"| {row} | {len(seeds)} | "
+                         + " | ".join(format_cell(by_metric[m]) for m in metrics) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def to_csv(cells: Sequence[Cell]) -> str:
+    """Long format: one line per (dataset, row, metric)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["dataset", "row", "metric", "n", "seeds", "mean", "std", "paper", "relative_to_paper",
+                     "p_value"])
+    for c in cells:
+        writer.writerow([c.dataset, c.row, c.metric, len(c.seeds), " ".join(map(str, c.seeds)), f"{c.mean:.6f}",
+                         f"{c.std:.6f}", "" if c.paper is None else c.paper,
+                         "" if c.relative_to_paper is None else f"{c.relative_to_paper:.6f}",
+                         "" if c.p_value is None else f"{c.p_value:.6g}"])
+    return out.getvalue()

@@ -1,0 +1,166 @@
+"""The table runner: planning, resume and skip, refusing changed configurations, parallel jobs, the table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sracl_lightning.runner import Runner, load_table_spec, plan, slug, state, write_table
+from tests.conftest import REPO_ROOT
+
+# A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's config
+# ("bonus: x" in it), appends its arguments to calls.jsonl, and fails when a config says "fail: true".
+FAKE_TRAIN = """\
+import json, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+value = lambda flag: args[args.index(flag) + 1] if flag in args else None
+configs = [Path(args[i + 1]) for i, a in enumerate(args) if a == "--config"]
+text = "".join(c.read_text() for c in configs)
+with open(Path(__file__).with_name("calls.jsonl"), "a") as f:
+    f.write(json.dumps(args) + "\\n")
+time.sleep(0.3)
+if "fail: true" in text:
+    sys.exit(3)
+seed = int(value("--seed_everything"))
+bonus = sum(float(line.split(":")[1]) for line in text.splitlines() if line.startswith("bonus:"))
+out = Path(value("--trainer.default_root_dir")) / "fake" / "version_0"
+out.mkdir(parents=True, exist_ok=True)
+(out / "checkpoints").mkdir(exist_ok=True)
+(out / "checkpoints" / "last.ckpt").write_text("x")
+metrics = {m: 0.1 + bonus + 0.001 * (seed % 7) for m in ("hr@10", "ndcg@10", "hr@20", "ndcg@20")}
+(out / "test_metrics.json").write_text(json.dumps({"metrics": metrics, "protocol": {"max_len": 20}}))
+"""
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    (tmp_path / "train_fake.py").write_text(FAKE_TRAIN)
+    (tmp_path / "base_{}.yaml".format("toy")).write_text("bonus: 0.0\n")
+    (tmp_path / "cl.yaml").write_text("bonus: 0.01\n")
+    (tmp_path / "table.yaml").write_text(
+        "title: Toy table\ndatasets: [toy]\nbaseline: w/o CL\nrows:\n"
+        "  - name: w/o CL\n    configs: ['base_{dataset}.yaml']\n"
+        "  - name: SRA-CL\n    configs: ['base_{dataset}.yaml', cl.yaml]\n"
+        "    paper: {toy: {hr@20: 0.1}}\n")
+    return tmp_path
+
+
+def calls(project: Path) -> list[list[str]]:
+    path = project / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def runner(project: Path, **kwargs) -> Runner:
+    return Runner([sys.executable, str(project / "train_fake.py")], root=project, **kwargs)
+
+
+def test_runs_every_seed_once_then_skips_finished_runs(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1, 2, 3], out_root=project / "out", root=project)
+    assert [(r.row, r.seed) for r in runs] == [("w/o CL", 1), ("w/o CL", 2), ("w/o CL", 3),
+                                              ("SRA-CL", 1), ("SRA-CL", 2), ("SRA-CL", 3)]
+    assert runs[3].directory == project / "out" / "table" / "toy" / "sra_cl" / "seed1"
+    assert runner(project).run(runs) == []
+    assert len(calls(project)) == 6 and all(state(r) == "done" for r in runs)
+    assert runner(project).run(runs) == []
+    assert len(calls(project)) == 6, "finished runs were trained again"
+    record = json.loads((runs[0].directory / "run.json").read_text())
+    assert record["returncode"] == 0 and record["wall_seconds"] > 0 and record["key"] == runs[0].key
+
+    md, csv_path = write_table(spec, runs, project / "tables" / "toy")
+    text = md.read_text()
+    assert "| SRA-CL | 3 | " in text and "0.1120 ± 0.0010 (paper 0.1000, +12.0%)" in text and "p=" in text
+    assert "6 of 6 planned runs finished" in text
+    assert csv_path.read_text().count("\n") == 1 + 2 * 4
+
+
+def test_an_unfinished_run_resumes_from_its_last_checkpoint(project):
+    spec = load_table_spec(project / "table.yaml")
+    run = plan(spec, seeds=[1], out_root=project / "out", root=project)[0]
+    runner(project).run([run])
+    next(run.directory.rglob("test_metrics.json")).unlink()  # as if killed after a checkpoint
+    assert state(run) == "partial"
+    runner(project).run([run])
+    resumed = calls(project)[-1]
+    assert resumed[resumed.index("--ckpt_path") + 1].endswith("last.ckpt")
+    assert state(run) == "done"
+
+
+def test_a_changed_configuration_is_never_reused_silently(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    runner(project).run(runs)
+    (project / "cl.yaml").write_text("bonus: 0.02\n")  # the SRA-CL row's config changes
+    changed = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    assert [state(r) for r in changed] == ["done", "changed"]
+    with pytest.raises(RuntimeError, match=r"(?s)another configuration.*sra_cl/seed1"):
+        runner(project).run(changed)
+    assert len(calls(project)) == 2
+
+    runner(project, rerun_changed=True).run(changed)
+    assert len(calls(project)) == 3 and state(changed[1]) == "done"
+    stale = list(changed[1].directory.parent.glob("seed1.stale-*"))
+    assert len(stale) == 1 and next(stale[0].rglob("test_metrics.json")).is_file(), "old results were lost"
+    md, _ = write_table(spec, changed, project / "t")
+    assert "0.1110 ± 0.0000" not in md.read_text() and "0.1210 ± 0.0000" in md.read_text()
+
+
+def test_extra_arguments_are_part_of_the_key(project):
+    spec = load_table_spec(project / "table.yaml")
+    plain = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    bf16 = plan(spec, seeds=[1], out_root=project / "out", root=project,
+                extra_args=["--trainer.precision", "bf16-mixed"])
+    assert plain[0].key != bf16[0].key and "--trainer.precision" in bf16[0].args
+
+
+def test_parallel_jobs_and_failures_are_reported(project):
+    (project / "broken.yaml").write_text("fail: true\n")
+    (project / "table.yaml").write_text((project / "table.yaml").read_text()
+                                        + "  - name: Broken\n    configs: [broken.yaml]\n")
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1, 2], out_root=project / "out", root=project)
+    failed = runner(project, jobs=3).run(runs)
+    assert [(r.row, r.seed) for r in failed] == [("Broken", 1), ("Broken", 2)]
+    assert all(state(r) == "done" for r in runs if r.row != "Broken")
+    assert json.loads((failed[0].directory / "run.json").read_text())["returncode"] == 3
+    md, _ = write_table(spec, runs, project / "t")
+    assert "Not finished: toy/Broken/seed 1, toy/Broken/seed 2." in md.read_text()
+
+
+def test_table_specs_are_checked_and_every_shipped_one_plans(project):
+    bad = project / "bad.yaml"
+    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - name: a\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: rows\[0\] has no 'configs'"):
+        load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nbaseline: nope\nrows:\n  - {name: a, configs: []}\n")
+    with pytest.raises(ValueError, match="baseline 'nope' is not one of the rows"):
+        load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], colour: red}\n")
+    with pytest.raises(ValueError, match="unknown fields"):
+        load_table_spec(bad)
+    assert slug("w/o L_CS") == "wo_l_cs" and slug("DuoRec + SRA-CL") == "duorec_sra_cl"
+    for path in sorted((REPO_ROOT / "configs" / "tables").glob("*.yaml")):
+        spec = load_table_spec(path)
+        runs = plan(spec, seeds=[2024], out_root=project / "plans")  # every config file it names exists
+        assert runs and len({r.directory for r in runs}) == len(runs), path.name
+
+
+def test_real_train_py_runs_and_tabulates(tmp_path, synthetic_reviews):
+    (tmp_path / "table.yaml").write_text(
+        "title: Debug\ndatasets: [synthetic]\nrows:\n"
+        f"  - name: w/o CL\n    configs: ['{REPO_ROOT}/configs/debug.yaml']\n")
+    spec = load_table_spec(tmp_path / "table.yaml")
+    extra = ["--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+             "--data.data_root", str(tmp_path / "processed"), "--trainer.accelerator", "cpu",
+             "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
+    runs = plan(spec, seeds=[0, 1], out_root=tmp_path / "out", extra_args=extra)
+    assert Runner(env={"OMP_NUM_THREADS": "1"}).run(runs) == []
+    md, _ = write_table(spec, runs, tmp_path / "debug")
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| w/o CL"))
+    assert "| 2 |" in row and "mask_seen_items=False" in md.read_text()
+    first, second = (json.loads(next(r.directory.rglob("test_metrics.json")).read_text()) for r in runs)
+    assert first["metrics"] != second["metrics"], "the two seeds trained the same model"

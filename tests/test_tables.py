@@ -1,0 +1,115 @@
+"""The results-table builder on fixture metric files: statistics, t-test, paper alignment, rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import pytest
+
+from sracl_lightning.tables import (
+    RunResult,
+    mean_std,
+    paired_t_test,
+    read_run_result,
+    student_t_two_sided_p,
+    summarize,
+    to_csv,
+    to_markdown,
+)
+
+PROTOCOL = {"max_len": 20, "mask_seen_items": False, "loss": "full-softmax cross-entropy", "encoder": "SASRec"}
+
+
+def result(row: str, seed: int, hr20: float, ndcg20: float, dataset: str = "beauty") -> RunResult:
+    metrics = {"hr@10": hr20 / 2, "ndcg@10": ndcg20 / 2, "hr@20": hr20, "ndcg@20": ndcg20}
+    return RunResult(dataset, row, seed, metrics, PROTOCOL, None if row == "w/o CL" else "minilm_nollm")
+
+
+@pytest.mark.parametrize(("t", "dof"), [(12.706, 1), (4.303, 2), (3.182, 3), (2.776, 4), (2.571, 5), (2.228, 10),
+                                        (2.086, 20)])
+def test_t_test_p_at_the_tabulated_5_percent_critical_values(t, dof):
+    assert student_t_two_sided_p(t, dof) == pytest.approx(0.05, abs=2e-4)
+    assert student_t_two_sided_p(-t, dof) == student_t_two_sided_p(t, dof)
+
+
+def test_t_test_p_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for dof in range(1, 31):
+        for t in (0.0, 0.3, 1.0, 2.5, 7.0, 40.0):
+            assert student_t_two_sided_p(t, dof) == pytest.approx(2 * stats.t.sf(t, dof), abs=1e-10), (t, dof)
+    a, b = [0.10, 0.12, 0.11, 0.13, 0.125], [0.09, 0.115, 0.10, 0.12, 0.11]
+    t, p = paired_t_test(a, b)
+    expected = stats.ttest_rel(a, b)
+    assert t == pytest.approx(expected.statistic) and p == pytest.approx(expected.pvalue)
+
+
+def test_paired_t_test_by_hand():
+    # d = [0.01, 0.02, 0.03]: mean 0.02, std 0.01, t = 0.02 / (0.01 / √3) = 2√3, dof 2: p = 1 − sin(atan(√6)).
+    t, p = paired_t_test([0.11, 0.12, 0.13], [0.10, 0.10, 0.10])
+    assert t == pytest.approx(2 * math.sqrt(3))
+    assert p == pytest.approx(1 - math.sin(math.atan(2 * math.sqrt(3) / math.sqrt(2))))
+    assert paired_t_test([0.1], [0.2]) is None
+    assert paired_t_test([0.1, 0.2], [0.1, 0.2]) == (0.0, 1.0)
+    assert paired_t_test([0.5, 0.75], [0.25, 0.5]) == (math.inf, 0.0)  # exact in binary
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_t_test([0.1, 0.2], [0.1])
+
+
+def test_mean_and_sample_std():
+    assert mean_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, math.sqrt(5 / 3)))
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_summary_aligns_paper_numbers_and_tests_against_the_baseline_by_seed():
+    results = [result("w/o CL", s, 0.120 + 0.001 * s, 0.050 + 0.0005 * s) for s in (0, 1, 2)]
+    results += [result("SRA-CL", s, 0.125 + 0.001 * s + (0.002 if s == 1 else 0), 0.052 + 0.0005 * s)
+                for s in (2, 1, 0)]
+    results.append(result("SRA-CL", 3, 0.2, 0.1))  # a seed the baseline lacks: in the mean, not in the test
+    paper = {"SRA-CL": {"beauty": {"hr@20": 0.1314, "ndcg@20": 0.0568}}, "w/o CL": {"beauty": {"hr@20": 0.1206}}}
+    cells = {(c.row, c.metric): c for c in summarize(results, baseline="w/o CL", paper=paper)}
+
+    ours = cells[("SRA-CL", "hr@20")]
+    values = [0.125, 0.128, 0.127, 0.2]
+    assert ours.seeds == (0, 1, 2, 3)
+    assert (ours.mean, ours.std) == pytest.approx(mean_std(values))
+    assert ours.paper == 0.1314 and ours.relative_to_paper == pytest.approx((ours.mean - 0.1314) / 0.1314)
+    base = [0.120, 0.121, 0.122]
+    assert ours.p_value == pytest.approx(paired_t_test([0.125, 0.128, 0.127], base)[1])
+    assert cells[("SRA-CL", "ndcg@20")].p_value < 1e-6  # the same +0.002 on every seed
+    assert cells[("w/o CL", "hr@20")].p_value is None and cells[("w/o CL", "ndcg@20")].paper is None
+
+    with pytest.raises(ValueError, match="two results"):
+        summarize([*results, result("w/o CL", 0, 0.1, 0.05)])
+
+
+def test_markdown_and_csv_carry_every_number_and_the_protocol():
+    results = [result("w/o CL", s, 0.12 + 0.01 * s, 0.05) for s in (0, 1)]
+    results += [result("SRA-CL", s, 0.13 + 0.01 * s, 0.06 - 0.001 * s) for s in (0, 1)]
+    cells = summarize(results, baseline="w/o CL", paper={"SRA-CL": {"beauty": {"hr@20": 0.1314}}})
+    markdown = to_markdown(cells, results, title="Main results", baseline="w/o CL")
+    assert "## beauty" in markdown and "max_len=20" in markdown and "mask_seen_items=False" in markdown
+    assert "embeddings=minilm_nollm | none (w/o CL)" in markdown
+    ours = next(line for line in markdown.splitlines() if line.startswith("| SRA-CL"))
+    assert "0.1350 ± 0.0071 (paper 0.1314, +2.7%)" in ours and "| 2 |" in ours
+    rows = list(csv.DictReader(io.StringIO(to_csv(cells))))
+    assert len(rows) == 2 * 4
+    hr20 = next(r for r in rows if r["row"] == "SRA-CL" and r["metric"] == "hr@20")
+    assert float(hr20["mean"]) == pytest.approx(0.135) and hr20["seeds"] == "0 1" and hr20["paper"] == "0.1314"
+
+
+def test_reads_the_files_train_py_writes_and_names_a_bad_one(tmp_path):
+    good = tmp_path / "test_metrics.json"
+    good.write_text(json.dumps({"split": "test", "metrics": {"hr@20": 0.1}, "protocol": PROTOCOL,
+                                "semantic_profile": "minilm_nollm"}))
+    run = read_run_result(good, dataset="beauty", row="SRA-CL", seed=0)
+    assert run.metrics["hr@20"] == 0.1 and run.semantic_profile == "minilm_nollm"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"metrics": [1, 2]}')
+    with pytest.raises(ValueError, match="bad.json: expected a 'metrics' object"):
+        read_run_result(bad, dataset="beauty", row="x", seed=0)
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        read_run_result(bad, dataset="beauty", row="x", seed=0)
