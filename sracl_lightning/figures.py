@@ -1,0 +1,198 @@
+"""Figures as PNG: sparse-user groups (paper Fig. 5), sensitivity curves (Fig. 4) and training curves.
+
+    # Fig. 5: metrics per user group (sequence length < 7, 7-10, > 10), one bar per checkpoint
+    python -m sracl_lightning.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
+        --output docs/results/sparse_beauty
+    # Fig. 4: a sweep is a table whose rows are parameter values (configs/tables/sensitivity_*.yaml), then
+    python -m sracl_lightning.figures sensitivity runs/tables/sensitivity_alpha/results.csv --output fig4_alpha
+    # training curves from a run's CSV log
+    python -m sracl_lightning.figures curves runs/beauty/csv/version_0/metrics.csv --output curves_beauty
+
+Each command writes ``<output>.png`` and, for the first two, the plotted numbers as ``<output>.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from sracl_lightning.atomic import atomic_write_text  # noqa: E402
+from sracl_lightning.metrics import RankingMetrics  # noqa: E402
+
+#: The paper's Fig. 5 groups: total sequence length < 7, 7–10, > 10.
+DEFAULT_GROUPS = ((0, 7), (7, 11), (11, None))
+
+
+def group_label(low: int, high: int | None) -> str:
+    if low == 0 and high is not None:
+        return f"< {high}"
+    return f"> {low - 1}" if high is None else f"{low}-{high - 1}"
+
+
+# ----------------------------------------------------------------------------------------------- sparse users
+@torch.no_grad()
+def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS, ks: Sequence[int] = (10, 20),
+                      batch_size: int = 1024) -> dict[str, dict[str, float]]:
+    """Full-ranking metrics of ``model`` per group of users by their whole sequence length.
+
+    Args:
+        model: A trained :class:`~sracl_lightning.module.SRACLModule` (the backbone ranks all items).
+        data: Its :class:`~sracl_lightning.datamodule.SeqRecDataModule`.
+        split: ``test`` or ``val``.
+        groups: ``(low, high)`` half-open length ranges; ``high=None`` is unbounded.
+        ks: Cut-offs.
+        batch_size: Users per forward pass.
+
+    Returns:
+        ``{group label: {"users": n, "hr@10": ..., ...}}``, same protocol as evaluation (masking as the model's).
+    """
+    data.prepare_data()
+    data.setup("test" if split == "test" else "validate")
+    samples = data.datasets[split]
+    lengths = torch.from_numpy(data.sequences.lengths)  # (U,)
+    metrics = {group_label(*g): RankingMetrics(ks) for g in groups}
+    model.eval()
+    for start in range(0, len(samples), batch_size):
+        batch = samples.__getitems__(list(range(start, min(start + batch_size, len(samples)))))
+        scores = model.item_scores(model(batch.input_ids.to(model.device))).cpu()  # (B, N)
+        exclude = batch.history - 1 if model.mask_seen_items else None
+        user_lengths = lengths[batch.user]  # (B,)
+        for (low, high), metric in zip(groups, metrics.values(), strict=True):
+            rows = (user_lengths >= low) & (user_lengths < (high if high is not None else math.inf))
+            if rows.any():
+                metric.update(scores[rows], batch.target[rows] - 1, None if exclude is None else exclude[rows])
+    out = {}
+    for label, metric in metrics.items():
+        values = {k: float(v) for k, v in metric.compute().items()}
+        out[label] = {"users": int(values.pop("count")), **values}
+    return out
+
+
+def plot_groups(results: dict[str, dict[str, dict[str, float]]], metrics: Sequence[str], path: Path,
+                title: str = "") -> Path:
+    """Grouped bars: one panel per metric, groups on the x axis, one bar per model."""
+    models = list(results)
+    groups = list(next(iter(results.values())))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    width = 0.8 / len(models)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, model in enumerate(models):
+            heights = [results[model][g][metric] for g in groups]
+            ax.bar([x + i * width for x in range(len(groups))], heights, width, label=model)
+        counts = [results[models[0]][g]["users"] for g in groups]
+        ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(groups))],
+                      [f"{g}\n({n:,} users)" for g, n in zip(groups, counts, strict=True)])
+        ax.set_xlabel("sequence length")
+        ax.set_title(metric.upper())
+    axes[0][0].legend()
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str = "sparse_users",
+           split: str = "test", metrics: tuple[str, ...] = ("hr@20", "ndcg@20"), data_root: str | None = None,
+           source_root: str | None = None) -> dict:
+    """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``."""
+    from sracl_lightning.datamodule import SeqRecDataModule
+    from sracl_lightning.module import SRACLModule
+
+    labels = labels or [Path(c).stem for c in checkpoints]
+    if len(labels) != len(checkpoints):
+        raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
+    overrides = {k: v for k, v in {"data_root": data_root, "source_root": source_root}.items() if v is not None}
+    results = {}
+    for label, checkpoint in zip(labels, checkpoints, strict=True):
+        model = SRACLModule.load_from_checkpoint(checkpoint, map_location="cpu")
+        data = SeqRecDataModule.load_from_checkpoint(checkpoint, **overrides)
+        results[label] = metrics_by_length(model, data, split=split,
+                                           ks=sorted({int(m.split("@")[1]) for m in metrics}))
+    path = plot_groups(results, metrics, Path(output).with_suffix(".png"), title=f"{split} metrics by user group")
+    atomic_write_text(Path(output).with_suffix(".json"),
+                      json.dumps({"split": split, "checkpoints": dict(zip(labels, checkpoints, strict=True)),
+                                  "results": results}, indent=2) + "\n")
+    print(f"wrote {path}")
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ sensitivity
+_VALUE = re.compile(r"=\s*([-+0-9.eE]+)\s*$")
+
+
+def sensitivity(results_csv: str, output: str = "sensitivity", metrics: tuple[str, ...] = ("hr@20", "ndcg@20"),
+                parameter: str | None = None) -> dict:
+    """Fig. 4: metric (mean ± std over seeds) against a swept value, from a runner table whose row names end in
+    ``= <value>`` (e.g. ``α = 0.05``). One panel per metric, one line per dataset."""
+    with Path(results_csv).open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    curves: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for row in rows:
+        match = _VALUE.search(row["row"])
+        if match is None:
+            raise ValueError(f"{results_csv}: row {row['row']!r} does not end in '= <value>'")
+        if row["metric"] in metrics:
+            curves.setdefault(row["metric"], {}).setdefault(row["dataset"], []).append(
+                (float(match.group(1)), float(row["mean"]), float(row["std"])))
+    if not curves:
+        raise ValueError(f"{results_csv}: none of the metrics {list(metrics)}")
+    parameter = parameter or rows[0]["row"].split("=")[0].strip()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), squeeze=False)
+    for ax, (metric, by_dataset) in zip(axes[0], curves.items(), strict=True):
+        for dataset, points in by_dataset.items():
+            points.sort()
+            xs, ys, es = zip(*points, strict=True)
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=dataset)
+        ax.set_xlabel(parameter)
+        ax.set_title(metric.upper())
+    axes[0][0].legend()
+    path = _save(fig, Path(output).with_suffix(".png"))
+    atomic_write_text(Path(output).with_suffix(".json"), json.dumps(curves, indent=2) + "\n")
+    print(f"wrote {path}")
+    return curves
+
+
+# ---------------------------------------------------------------------------------------------------- curves
+def curves(metrics_csv: str, output: str = "curves", columns: tuple[str, ...] = ("val/mrr@10", "val/ndcg@20",
+                                                                                  "train/loss_epoch")) -> Path:
+    """Training curves from a CSVLogger ``metrics.csv``: one panel per column, by epoch."""
+    with Path(metrics_csv).open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    present = [c for c in columns if any(r.get(c) for r in rows)]
+    if not present:
+        raise ValueError(f"{metrics_csv}: none of the columns {list(columns)} has a value")
+    fig, axes = plt.subplots(1, len(present), figsize=(4.5 * len(present), 3.2), squeeze=False)
+    for ax, column in zip(axes[0], present, strict=True):
+        points = [(int(float(r["epoch"])), float(r[column])) for r in rows if r.get(column)]
+        ax.plot(*zip(*points, strict=True), marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_title(column)
+    path = _save(fig, Path(output).with_suffix(".png"))
+    print(f"wrote {path}")
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    """Save atomically (temporary file, then rename) and close the figure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+if __name__ == "__main__":
+    from jsonargparse import auto_cli
+
+    auto_cli({"sparse": sparse, "sensitivity": sensitivity, "curves": curves})

@@ -1,0 +1,75 @@
+"""Figures: the per-group metrics add up to the overall ones, and every plot writes a non-empty PNG."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.figures import curves, metrics_by_length, sensitivity, sparse
+from sracl_lightning.module import SRACLModule
+from sracl_lightning.tables import RunResult, summarize, to_csv
+from tests.test_cli import load_script, tiny_args
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 5_000, f"{path} is not a drawn PNG"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_reviews) -> dict:
+    tmp_path = tmp_path_factory.mktemp("figures")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["train.py", *tiny_args(synthetic_reviews, tmp_path,
+                                                           "--trainer.limit_test_batches", "1.0")])
+        load_script("train").main()
+    return json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text()) | {"root": tmp_path}
+
+
+def test_group_metrics_add_up_to_the_overall_test_metrics(trained):
+    model = SRACLModule.load_from_checkpoint(trained["checkpoint"], map_location="cpu")
+    data = SeqRecDataModule.load_from_checkpoint(trained["checkpoint"])
+    groups = metrics_by_length(model, data)
+    assert list(groups) == ["< 7", "7-10", "> 10"]
+    total = sum(g["users"] for g in groups.values())
+    assert total == 301 and all(g["users"] > 0 for g in groups.values())
+    for metric in ("hr@10", "ndcg@20", "mrr@10"):
+        pooled = sum(g[metric] * g["users"] for g in groups.values()) / total
+        assert pooled == pytest.approx(trained["metrics"][metric], abs=1e-6), metric
+
+
+def test_sparse_user_figure(trained, tmp_path):
+    out = tmp_path / "fig5"
+    results = sparse([trained["checkpoint"], trained["checkpoint"]], labels=["a", "b"], output=str(out))
+    assert results["a"] == results["b"]
+    assert_png(out.with_suffix(".png"))
+    assert json.loads(out.with_suffix(".json").read_text())["results"]["a"]["< 7"]["users"] > 0
+    with pytest.raises(ValueError, match="1 labels for 2 checkpoints"):
+        sparse([trained["checkpoint"]] * 2, labels=["a"], output=str(out))
+
+
+def test_sensitivity_figure_from_a_runner_table(tmp_path):
+    results = [RunResult(dataset, f"α = {alpha}", seed, {m: 0.1 + alpha + 0.001 * seed for m in ("hr@20", "ndcg@20")})
+               for dataset in ("beauty", "office") for alpha in (0.01, 0.05, 0.1) for seed in (0, 1)]
+    table = tmp_path / "results.csv"
+    table.write_text(to_csv(summarize(results, metrics=("hr@20", "ndcg@20"))))
+    out = tmp_path / "fig4"
+    drawn = sensitivity(str(table), output=str(out))
+    assert [x for x, _, _ in drawn["hr@20"]["beauty"]] == [0.01, 0.05, 0.1]
+    assert drawn["hr@20"]["office"][1][1] == pytest.approx(0.1505)
+    assert_png(out.with_suffix(".png"))
+    table.write_text(table.read_text().replace("α = 0.05", "alpha five"))
+    with pytest.raises(ValueError, match="does not end in '= <value>'"):
+        sensitivity(str(table), output=str(out))
+
+
+def test_training_curves_from_the_csv_log(trained, tmp_path):
+    log = next((trained["root"] / "runs").rglob("metrics.csv"))
+    assert_png(curves(str(log), output=str(tmp_path / "curves")))
+    with pytest.raises(ValueError, match="none of the columns"):
+        curves(str(log), output=str(tmp_path / "x"), columns=("nope",))
