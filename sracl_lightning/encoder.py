@@ -35,6 +35,13 @@ class SequenceEncoder(nn.Module, ABC):
     def forward(self, input_ids: Tensor) -> Tensor:
         """Encode ``(B, L)`` int64 windows (0 = padding, at least one real item each) into ``(B, D)``."""
 
+    def encode_embedded(self, input_ids: Tensor, item_vectors: Tensor) -> Tensor:
+        """Encode windows whose item vectors are given instead of looked up: ``(B, L)`` ids (they still mark
+        padding) and ``(B, L, D)`` vectors -> ``(B, D)``. Losses that feed mixtures of item embeddings use it (the
+        learnable item substitution of the paper's Table 4). Backbones that cannot take vectors raise."""
+        raise NotImplementedError(f"{type(self).__name__} does not encode given item vectors; implement "
+                                  "encode_embedded to use it with learnable item substitution")
+
     def item_embeddings(self) -> Tensor:
         """The ``(N, D)`` output embeddings of items 1..N; the padding row is never a candidate."""
         return self.item_embedding.weight[1:]

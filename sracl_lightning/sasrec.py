@@ -135,19 +135,29 @@ class SASRec(SequenceEncoder):
         allowed = causal & (input_ids != 0)[:, None, None, :]  # (B, 1, L, L)
         return torch.zeros(allowed.shape, device=input_ids.device).masked_fill_(~allowed, MASK_VALUE)
 
-    def embed(self, input_ids: Tensor) -> Tensor:
-        """Item + position embeddings, LayerNorm, dropout: (B, L) -> (B, L, D)."""
+    def embed(self, input_ids: Tensor, item_vectors: Tensor | None = None) -> Tensor:
+        """Item + position embeddings, LayerNorm, dropout: (B, L) -> (B, L, D).
+
+        ``item_vectors`` (B, L, D), when given, replaces the item-embedding lookup (see :meth:`encode_embedded`).
+        """
         length = input_ids.shape[1]
         if length > self.max_len:
             raise ValueError(f"window length {length} exceeds max_len {self.max_len}")
         # Positions count 0..L-1 left to right within a max_len window, as in the released code.
         positions = torch.arange(self.max_len - length, self.max_len, device=input_ids.device)
-        x = self.item_embedding(input_ids) + self.position_embedding(positions)
+        items = self.item_embedding(input_ids) if item_vectors is None else item_vectors
+        x = items + self.position_embedding(positions)
         return self.embedding_dropout(self.embedding_norm(x))
 
     def forward(self, input_ids: Tensor) -> Tensor:
+        return self.read_out(input_ids, self.embed(input_ids))
+
+    def encode_embedded(self, input_ids: Tensor, item_vectors: Tensor) -> Tensor:
+        return self.read_out(input_ids, self.embed(input_ids, item_vectors))
+
+    def read_out(self, input_ids: Tensor, x: Tensor) -> Tensor:
+        """The blocks over embedded windows ``x`` (B, L, D), read out at the last position: (B, D)."""
         bias = self.attention_bias(input_ids)  # (B, 1, L, L)
-        x = self.embed(input_ids)  # (B, L, D)
         for block in self.blocks[:-1]:
             x = block(x, x, bias)
         # Only the last position is read out, so the final block computes its query and FFN for that position

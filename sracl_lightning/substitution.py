@@ -41,6 +41,14 @@ def check_item_neighbours(item_neighbours: Tensor, num_items: int | None = None)
                          f"{item_neighbours[item].tolist()}")
 
 
+def substitution_mask(input_ids: Tensor, probability: float, generator: torch.Generator | None = None) -> Tensor:
+    """(B, L) bool: the real (non-padding) positions drawn for substitution, each independently with probability p."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"probability must be in [0, 1], got {probability}")
+    draws = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)  # (B, L)
+    return (input_ids != 0) & (draws < probability)
+
+
 def substitute_items(input_ids: Tensor, item_neighbours: Tensor, probability: float = 0.2,
                      generator: torch.Generator | None = None, check: bool = True) -> Tensor:
     """One substituted view of a batch of windows (SPEC §1.7).
@@ -63,11 +71,8 @@ def substitute_items(input_ids: Tensor, item_neighbours: Tensor, probability: fl
         ValueError: ``probability`` is outside [0, 1], or (with ``check``) a real item's neighbour row holds an id
             below 1.
     """
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"probability must be in [0, 1], got {probability}")
     device, k = input_ids.device, item_neighbours.shape[1]
-    real = input_ids != 0  # (B, L)
-    chosen = real & (torch.rand(input_ids.shape, generator=generator, device=device) < probability)  # (B, L)
+    chosen = substitution_mask(input_ids, probability, generator)  # (B, L)
     pick = torch.randint(k, input_ids.shape, generator=generator, device=device)  # (B, L) column in 0..K-1
     # Padding rows index row 0 (all -1) here; those candidates are discarded by the mask below.
     candidates = item_neighbours[input_ids, pick]  # (B, L)

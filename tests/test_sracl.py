@@ -184,6 +184,7 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
                   cooccurrence_dim=16, pool_size=10, progress=False).run()
     # Overlays go on top of what they modify: faithful.yaml on a dataset's SRA-CL config, duorec.yaml on DuoRec.
     configs = {"faithful": [REPO_ROOT / "configs" / "sracl" / "beauty.yaml"],
+               "learnable_substitution": [REPO_ROOT / "configs" / "sracl" / "beauty.yaml"],
                "duorec": [REPO_ROOT / "configs" / "duorec.yaml"]}.get(config.stem, [])
     args = [arg for c in [*configs, config] for arg in ("--config", str(c))]
     cli = SRACLCLI(args=[*args, "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
@@ -191,7 +192,8 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
     model, data = cli.model, cli.datamodule
     assert model.user_cl_weight == model.item_cl_weight == 0.1
     assert model.hparams.semantic_dim == data.semantic_dim == (16 if cooccurrence else 384)
-    expected = {"faithful": "SRACLModule", "duorec": "MemoryBankDuoRec"}.get(config.stem, "MemoryBankSRACL")
+    expected = {"faithful": "SRACLModule", "duorec": "MemoryBankDuoRec",
+                "learnable_substitution": "LearnableSubstitutionSRACL"}.get(config.stem, "MemoryBankSRACL")
     assert type(model).__name__ == expected
 
 
