@@ -8,7 +8,8 @@
 A table spec (``configs/tables/*.yaml``) lists rows; each row is a list of config files (``{dataset}`` is replaced
 by the dataset's name), optional extra ``train.py`` arguments, optionally the datasets it applies to (``only``),
 and the paper's numbers. Each run lives in ``<out_root>/<table>/<dataset>/<row>/seed<S>/`` with a ``run.json``
-holding its arguments and a key: the hash of the arguments and of the contents of every config file they name.
+holding its arguments and a key: the hash of the arguments and of the contents of every config file they name
+(and of ``configs/default.yaml``, which ``train.py`` always loads); the code's commit is recorded beside it.
 
 * A run whose ``run.json`` key matches and which holds a ``test_metrics.json`` is done and skipped.
 * A run started with the same key but unfinished resumes from its newest ``last.ckpt`` (or starts over).
@@ -134,8 +135,12 @@ def slug(name: str) -> str:
 
 
 def run_key(args: Sequence[str], root: Path) -> str:
-    """Hash of the arguments and of the contents of every config file they name."""
+    """Hash of the arguments and of the contents of every config file they name, and of ``configs/default.yaml``,
+    which ``train.py`` always loads first."""
     contents = {}
+    default = REPO_ROOT / "configs" / "default.yaml"
+    if default.is_file():
+        contents["<default>"] = hashlib.sha256(default.read_bytes()).hexdigest()
     for flag, value in zip(args, args[1:], strict=False):
         if flag == "--config":
             path = (root / value) if not Path(value).is_absolute() else Path(value)
@@ -163,6 +168,19 @@ def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Seque
                 directory = Path(out_root) / spec.name / dataset / slug(row.name) / f"seed{seed}"
                 runs.append(PlannedRun(dataset, row.name, int(seed), args, directory, run_key(args, root)))
     return runs
+
+
+def code_version() -> str | None:
+    """The repository's commit (with ``-dirty`` when it has uncommitted changes), for provenance only: a code change
+    does not invalidate finished runs."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
 
 
 def metrics_file(directory: Path) -> Path | None:
@@ -238,7 +256,7 @@ class Runner:
         run.directory.mkdir(parents=True, exist_ok=True)
         command = self.command(run)
         record = {"key": run.key, "dataset": run.dataset, "row": run.row, "seed": run.seed, "args": list(run.args),
-                  "command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                  "command": command, "code_version": code_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
         log = (run.directory / "train.log").open("a", encoding="utf-8")
         process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
