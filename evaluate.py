@@ -17,7 +17,7 @@ import lightning as L
 from jsonargparse import auto_cli
 
 from sracl_lightning.datamodule import SeqRecDataModule
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.module import load_trained
 from sracl_lightning.results import write_results
 
 
@@ -55,7 +55,7 @@ def evaluate(
     data_overrides = {k: v for k, v in {"source_root": source_root, "data_root": data_root,
                                         "eval_batch_size": eval_batch_size}.items() if v is not None}
     model_overrides = {} if mask_seen_items is None else {"mask_seen_items": mask_seen_items}
-    model = SRACLModule.load_from_checkpoint(path, map_location="cpu", **model_overrides)
+    model = load_trained(path, **model_overrides)
     data = SeqRecDataModule.load_from_checkpoint(path, **data_overrides)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False)

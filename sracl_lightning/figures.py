@@ -4,9 +4,10 @@
     python -m sracl_lightning.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
         --output docs/results/sparse_beauty
     # Fig. 4: a sweep is a table whose rows are parameter values (configs/tables/sensitivity_*.yaml), then
-    python -m sracl_lightning.figures sensitivity runs/tables/sensitivity_alpha/results.csv --output fig4_alpha
+    python -m sracl_lightning.figures sensitivity --results_csv runs/tables/sensitivity_alpha/results.csv \
+        --output fig4_alpha
     # training curves from a run's CSV log
-    python -m sracl_lightning.figures curves runs/beauty/csv/version_0/metrics.csv --output curves_beauty
+    python -m sracl_lightning.figures curves --metrics_csv runs/beauty/csv/version_0/metrics.csv --output curves_beauty
 
 Each command writes ``<output>.png`` and, for the first two, the plotted numbers as ``<output>.json``.
 """
@@ -105,7 +106,7 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
            source_root: str | None = None) -> dict:
     """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``."""
     from sracl_lightning.datamodule import SeqRecDataModule
-    from sracl_lightning.module import SRACLModule
+    from sracl_lightning.module import load_trained
 
     labels = labels or [Path(c).stem for c in checkpoints]
     if len(labels) != len(checkpoints):
@@ -113,7 +114,7 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
     overrides = {k: v for k, v in {"data_root": data_root, "source_root": source_root}.items() if v is not None}
     results = {}
     for label, checkpoint in zip(labels, checkpoints, strict=True):
-        model = SRACLModule.load_from_checkpoint(checkpoint, map_location="cpu")
+        model = load_trained(checkpoint)
         data = SeqRecDataModule.load_from_checkpoint(checkpoint, **overrides)
         results[label] = metrics_by_length(model, data, split=split,
                                            ks=sorted({int(m.split("@")[1]) for m in metrics}))
@@ -195,4 +196,4 @@ def _save(fig, path: Path) -> Path:
 if __name__ == "__main__":
     from jsonargparse import auto_cli
 
-    auto_cli({"sparse": sparse, "sensitivity": sensitivity, "curves": curves})
+    auto_cli({"sparse": sparse, "sensitivity": sensitivity, "curves": curves}, as_positional=False)

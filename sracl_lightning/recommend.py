@@ -24,7 +24,7 @@ from torch import Tensor
 
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.item_text import load_item_text
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.module import SRACLModule, load_trained
 from sracl_lightning.processed import load_id_map
 
 ItemKey = str | int
@@ -92,7 +92,7 @@ class Recommender:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         overrides = {k: v for k, v in {"source_root": source_root, "data_root": data_root}.items() if v is not None}
-        model = SRACLModule.load_from_checkpoint(path, map_location="cpu")
+        model = load_trained(path)
         data = SeqRecDataModule.load_from_checkpoint(path, **overrides)
         data.prepare_data()
         return cls(model, data, **kwargs)

@@ -160,12 +160,28 @@ def test_memory_bank_mode_reads_neighbours_from_the_bank_and_refreshes_anchor_ro
 def test_memory_bank_mode_trains_through_the_cli(monkeypatch, tmp_path, synthetic_reviews):
     SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(tmp_path / "processed"),
                   profile="test", user_source="item_mean", pool_size=5, progress=False).run()
-    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1",
+    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0",
                      "--model.class_path", "sracl_lightning.memory_bank.MemoryBankSRACL",
                      "--data.semantic_profile", "test",
                      "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
     run_train(monkeypatch, args)
-    assert next((tmp_path / "runs").rglob("test_metrics.json")).is_file()
+    results = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
+    # Loaders import the package's subclass named in the checkpoint (Lightning would refuse it otherwise).
+    evaluated = load_script("evaluate").evaluate(results["checkpoint"], output_dir=str(tmp_path / "eval"),
+                                                 accelerator="cpu")
+    assert float(evaluated["test/ndcg@10"]) == pytest.approx(results["metrics"]["ndcg@10"], abs=1e-7)
+
+    # A checkpoint from before the CL weights were arguments holds the backbone alone: it loads with α = β = 0.
+    from sracl_lightning.module import load_trained
+
+    checkpoint = torch.load(results["checkpoint"], weights_only=True)
+    legacy = {k: v for k, v in checkpoint["hyper_parameters"].items()
+              if k not in {"user_cl_weight", "item_cl_weight", "semantic_dim", "bank_batch_size"}}
+    checkpoint["hyper_parameters"] = legacy | {"_class_path": "sracl_lightning.module.SRACLModule"}
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("synthesizer.")}
+    torch.save(checkpoint, tmp_path / "legacy.ckpt")
+    model = load_trained(tmp_path / "legacy.ckpt")
+    assert model.user_cl_weight == model.item_cl_weight == 0.0 and model.synthesizer is None
 
 
 # ------------------------------------------------------------------------------------------------- configs
