@@ -274,7 +274,8 @@ def test_failure_midway_keeps_earlier_responses(server: FakeLLM, tmp_path: Path)
     with ResponseCache(tmp_path / "cache.jsonl") as cache:
         assert len(cache) == 2
         assert summarize_with_cache(backend(server), requests, cache, progress=False) == expected(requests)
-    assert server.prompts()[3:] == ["history 2", "history 3", "history 4"]
+    # Only what was missing is asked again; the rerun's requests run concurrently, so in any order.
+    assert sorted(server.prompts()[3:]) == ["history 2", "history 3", "history 4"]
 
 
 KILLED_RUN = """
