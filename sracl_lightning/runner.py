@@ -184,7 +184,8 @@ def code_version() -> str | None:
 
 
 def metrics_file(directory: Path) -> Path | None:
-    found = sorted(directory.rglob("test_metrics.json"))
+    """The newest ``test_metrics.json`` under a run folder (a resumed run writes into a new version folder)."""
+    found = sorted(directory.rglob("test_metrics.json"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
