@@ -310,14 +310,19 @@ def collect(runs: Sequence[PlannedRun]) -> list[RunResult]:
     return results
 
 
-def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path) -> tuple[Path, Path] | None:
-    """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished."""
+def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path, command: str | None = None
+                ) -> tuple[Path, Path] | None:
+    """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished.
+    ``command``, when given, is printed under the title (the runner passes its own command line)."""
     results = collect(runs)
     if not results:
         return None
     paper = {row.name: row.paper for row in spec.rows}
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics)
+    if command:
+        title, rest = markdown.split("\n", 1)
+        markdown = f"{title}\n\nCommand: `{command}`\n{rest}"
     missing = [r for r in runs if state(r) != "done"]
     wall = sum(json.loads((r.directory / "run.json").read_text()).get("wall_seconds", 0.0) for r in runs
                if state(r) == "done")
@@ -369,7 +374,11 @@ def main(
             print(f"{state(run):8s} {run.command_line}")
         return
     failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs)
-    written = write_table(spec, runs, output or Path(out_root) / spec.name / "results")
+    command = " ".join(["python -m sracl_lightning.runner", table,
+                        *(["--datasets", f"[{','.join(datasets)}]"] if datasets else []),
+                        "--seeds", f"[{','.join(map(str, seeds))}]",
+                        *(["--train_args", f"'[{', '.join(train_args)}]'"] if train_args else [])])
+    written = write_table(spec, runs, output or Path(out_root) / spec.name / "results", command=command)
     if written:
         print(f"[runner] wrote {written[0]} and {written[1]}")
     if failed:

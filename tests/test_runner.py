@@ -71,8 +71,9 @@ def test_runs_every_seed_once_then_skips_finished_runs(project):
     record = json.loads((runs[0].directory / "run.json").read_text())
     assert record["returncode"] == 0 and record["wall_seconds"] > 0 and record["key"] == runs[0].key
 
-    md, csv_path = write_table(spec, runs, project / "tables" / "toy")
+    md, csv_path = write_table(spec, runs, project / "tables" / "toy", command="python -m sracl_lightning.runner x")
     text = md.read_text()
+    assert text.startswith("# Toy table\n\nCommand: `python -m sracl_lightning.runner x`\n")
     assert "| SRA-CL | 3 | " in text and "0.1120 ± 0.0010 (paper 0.1000, +12.0%)" in text and "p=" in text
     assert "6 of 6 planned runs finished" in text
     assert csv_path.read_text().count("\n") == 1 + 2 * 4
