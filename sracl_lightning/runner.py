@@ -152,14 +152,21 @@ def run_key(args: Sequence[str], root: Path) -> str:
 
 
 def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Sequence[int] = DEFAULT_SEEDS,
-         out_root: str | Path = "runs/tables", extra_args: Sequence[str] = (), root: Path = REPO_ROOT
-         ) -> list[PlannedRun]:
-    """Every (dataset, row, seed) run of ``spec``, rows outside their ``only`` datasets left out."""
+         out_root: str | Path = "runs/tables", extra_args: Sequence[str] = (), root: Path = REPO_ROOT,
+         rows: Sequence[str] | None = None) -> list[PlannedRun]:
+    """Every (dataset, row, seed) run of ``spec`` (only the named ``rows`` when given), rows outside their
+    ``only`` datasets left out."""
     if not seeds:
         raise ValueError("no seeds given")
+    names = [r.name for r in spec.rows]
+    unknown = sorted(set(rows or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown rows {unknown}; {spec.name} has {names}")
     runs = []
     for dataset in datasets or spec.datasets:
         for row in spec.rows:
+            if rows is not None and row.name not in rows:
+                continue
             if row.only is not None and dataset not in row.only:
                 continue
             base = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]
@@ -341,6 +348,7 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
 def main(
     table: str,
     datasets: list[str] | None = None,
+    rows: list[str] | None = None,
     seeds: tuple[int, ...] = DEFAULT_SEEDS,
     jobs: int = 1,
     out_root: str = "runs/tables",
@@ -356,6 +364,7 @@ def main(
     Args:
         table: A table spec, e.g. ``configs/tables/main.yaml``.
         datasets: Datasets to run (default: the spec's).
+        rows: Rows to run and tabulate (default: all), e.g. ``[w/o CL, SRA-CL]``.
         seeds: Seeds; each (dataset, row) is trained once per seed.
         jobs: Runs at the same time.
         out_root: Where run folders go.
@@ -368,7 +377,7 @@ def main(
         table_only: Only rebuild the table from finished runs.
     """
     spec = load_table_spec(table)
-    runs = plan(spec, datasets=datasets, seeds=seeds, out_root=out_root, extra_args=train_args or ())
+    runs = plan(spec, datasets=datasets, seeds=seeds, out_root=out_root, extra_args=train_args or (), rows=rows)
     if dry_run:
         for run in runs:
             print(f"{state(run):8s} {run.command_line}")
@@ -376,6 +385,7 @@ def main(
     failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs)
     command = " ".join(["python -m sracl_lightning.runner", table,
                         *(["--datasets", f"[{','.join(datasets)}]"] if datasets else []),
+                        *(["--rows", f"'[{', '.join(rows)}]'"] if rows else []),
                         "--seeds", f"[{','.join(map(str, seeds))}]",
                         *(["--train_args", f"'[{', '.join(train_args)}]'"] if train_args else [])])
     written = write_table(spec, runs, output or Path(out_root) / spec.name / "results", command=command)

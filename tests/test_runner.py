@@ -110,6 +110,14 @@ def test_a_changed_configuration_is_never_reused_silently(project):
     assert "0.1110 ± 0.0000" not in md.read_text() and "0.1210 ± 0.0000" in md.read_text()
 
 
+def test_rows_can_be_selected(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1, 2], out_root=project / "out", root=project, rows=["SRA-CL"])
+    assert [(r.row, r.seed) for r in runs] == [("SRA-CL", 1), ("SRA-CL", 2)]
+    with pytest.raises(ValueError, match=r"unknown rows \['nope'\]"):
+        plan(spec, seeds=[1], out_root=project / "out", root=project, rows=["nope"])
+
+
 def test_extra_arguments_are_part_of_the_key(project):
     spec = load_table_spec(project / "table.yaml")
     plain = plan(spec, seeds=[1], out_root=project / "out", root=project)
