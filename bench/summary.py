@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sracl_lightning.atomic import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -67,9 +69,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     out = args.results / "SUMMARY.md"
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(summarize(args.results) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out, summarize(args.results) + "\n")
     print(f"wrote {out}")
 
 

@@ -27,7 +27,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from sracl_lightning.atomic import atomic_write_text  # noqa: E402
+from sracl_lightning.atomic import atomic_write, atomic_write_text  # noqa: E402
 from sracl_lightning.metrics import RankingMetrics  # noqa: E402
 
 #: The paper's Fig. 5 groups: total sequence length < 7, 7–10, > 10.
@@ -184,12 +184,11 @@ def curves(metrics_csv: str, output: str = "curves", columns: tuple[str, ...] = 
 
 def _save(fig, path: Path) -> Path:
     """Save atomically (temporary file, then rename) and close the figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -309,36 +309,29 @@ class Runner:
 # ------------------------------------------------------------------------------------------------- the table
 def collect(runs: Sequence[PlannedRun]) -> list[RunResult]:
     """The results of the runs that are done (key matching and metrics written)."""
-    results = []
-    for run in runs:
-        if state(run) == "done":
-            results.append(read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row,
-                                           seed=run.seed))
-    return results
+    return [read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row, seed=run.seed)
+            for run in runs if state(run) == "done"]
 
 
 def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path, command: str | None = None
                 ) -> tuple[Path, Path] | None:
     """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished.
-    ``command``, when given, is printed under the title (the runner passes its own command line)."""
-    results = collect(runs)
-    if not results:
+    ``command``, when given, is stated under the title (the runner passes its own command line)."""
+    done = [r for r in runs if state(r) == "done"]
+    if not done:
         return None
+    results = collect(done)
     paper = {row.name: row.paper for row in spec.rows}
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
-    markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics)
-    if command:
-        title, rest = markdown.split("\n", 1)
-        markdown = f"{title}\n\nCommand: `{command}`\n{rest}"
-    missing = [r for r in runs if state(r) != "done"]
-    wall = sum(json.loads((r.directory / "run.json").read_text()).get("wall_seconds", 0.0) for r in runs
-               if state(r) == "done")
-    footer = [f"{len(results)} of {len(runs)} planned runs finished; total training wall time "
+    markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
+                           command=command)
+    wall = sum(json.loads((r.directory / "run.json").read_text()).get("wall_seconds", 0.0) for r in done)
+    footer = [f"{len(done)} of {len(runs)} planned runs finished; total training wall time "
               f"{wall / 3600:.2f} h (sum over runs)."]
+    missing = [r for r in runs if r not in done]
     if missing:
         footer.append("Not finished: " + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in missing) + ".")
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     md, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
     atomic_write_text(md, markdown + "\n" + "\n".join(footer) + "\n")
     atomic_write_text(csv_path, to_csv(cells))

@@ -189,9 +189,12 @@ def format_cell(cell: Cell) -> str:
 
 
 def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: str, baseline: str | None = None,
-                metrics: Sequence[str] = TABLE_METRICS) -> str:
-    """A Markdown section per dataset: mean ± std over seeds (paper, relative difference) and p vs ``baseline``."""
+                metrics: Sequence[str] = TABLE_METRICS, command: str | None = None) -> str:
+    """A Markdown section per dataset: mean ± std over seeds (paper, relative difference) and p vs ``baseline``;
+    ``command``, when given, is stated under the title."""
     lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
     if baseline is not None:
         lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row.", ""]
     for dataset in dict.fromkeys(c.dataset for c in cells):
