@@ -17,6 +17,7 @@ import lightning as L
 from jsonargparse import auto_cli
 
 from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.module import load_trained
 from sracl_lightning.results import write_results
 
@@ -71,3 +72,4 @@ def evaluate(
 
 if __name__ == "__main__":
     auto_cli(evaluate, as_positional=True)
+    shutdown_process_group()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from sracl_lightning.cli import SRACLCLI
+from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.results import write_results
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     if trainer.is_global_zero:
         write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name,
                       semantic_profile=data.semantic_profile)
+    shutdown_process_group()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,18 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def shutdown_process_group() -> None:
+    """Tear down the default process group at the end of a script, on every rank.
+
+    Lightning destroys NCCL groups at exit but leaves gloo (CPU) groups to interpreter finalisation, where gloo's
+    worker threads can still hold tensors and the process aborts ("terminate called without an active exception",
+    exit -6) after all its work is done. A barrier first, so no rank tears down while another is still in a collective.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def gather_sizes(size: int, device: torch.device) -> list[int]:
     """The local row count of every rank, in rank order."""
     local = torch.tensor([size], device=device)
