@@ -26,12 +26,12 @@ class EpochTimer(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_val_s = time.perf_counter() - self._val_start
         if not trainer.sanity_checking:
-            pl_module.log("time/val_s", self._last_val_s)
+            pl_module.log("time/val_s", self._last_val_s, sync_dist=True, reduce_fx="max")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Validation runs inside the training epoch in Lightning; report the training part alone.
         seconds = time.perf_counter() - self._train_start - self._last_val_s
-        pl_module.log("time/train_epoch_s", seconds)
+        pl_module.log("time/train_epoch_s", seconds, sync_dist=True, reduce_fx="max")  # the slowest rank
         metrics = trainer.callback_metrics
         monitored = ", ".join(f"{k}={float(metrics[k]):.4f}" for k in ("val/hr@20", "val/ndcg@20", "val/mrr@10")
                               if k in metrics)

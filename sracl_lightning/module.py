@@ -180,10 +180,11 @@ class SRACLModule(L.LightningModule):
         terms = self.loss_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
         size = len(batch)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size)
+        # sync_dist: under DDP the logged losses are means over every rank's batch, not rank 0's alone.
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
         if len(terms) > 1:
             self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, on_epoch=True,
-                          batch_size=size)
+                          batch_size=size, sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

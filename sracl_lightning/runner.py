@@ -155,7 +155,8 @@ def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Seque
          out_root: str | Path = "runs/tables", extra_args: Sequence[str] = (), root: Path = REPO_ROOT,
          rows: Sequence[str] | None = None) -> list[PlannedRun]:
     """Every (dataset, row, seed) run of ``spec`` (only the named ``rows`` when given), rows outside their
-    ``only`` datasets left out."""
+    ``only`` datasets left out. Seed-major: every row of a seed before the next seed, so a table stopped part-way
+    holds complete seeds, which is what the paired t-test against the baseline row needs."""
     if not seeds:
         raise ValueError("no seeds given")
     names = [r.name for r in spec.rows]
@@ -164,14 +165,12 @@ def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Seque
         raise ValueError(f"unknown rows {unknown}; {spec.name} has {names}")
     runs = []
     for dataset in datasets or spec.datasets:
-        for row in spec.rows:
-            if rows is not None and row.name not in rows:
-                continue
-            if row.only is not None and dataset not in row.only:
-                continue
-            base = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]
-            for seed in seeds:
-                args = (*base, *row.args, *extra_args, "--seed_everything", str(seed))
+        chosen = [row for row in spec.rows if (rows is None or row.name in rows)
+                  and (row.only is None or dataset in row.only)]
+        for seed in seeds:
+            for row in chosen:
+                configs = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]
+                args = (*configs, *row.args, *extra_args, "--seed_everything", str(seed))
                 directory = Path(out_root) / spec.name / dataset / slug(row.name) / f"seed{seed}"
                 runs.append(PlannedRun(dataset, row.name, int(seed), args, directory, run_key(args, root)))
     return runs

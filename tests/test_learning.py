@@ -65,10 +65,9 @@ def train_to_early_stop(model: SRACLModule, data: SeqRecDataModule, tmp_path, na
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "Known gap (docs/results.md, 'SRA-CL on the synthetic data'): on the synthetic generator an item's semantic "
-    "neighbours are the other steps of its own product line, whose successors differ, so substitution and "
-    "neighbour positives change the next item; SRA-CL ties w/o CL on HR and loses on NDCG. strict: an XPASS fails, "
-    "so the marker must go when the generator or the method changes this."))
+    "Known gap (docs/results.md, 'SRA-CL on the synthetic data'): SRA-CL ties or beats w/o CL on HR but loses on "
+    "NDCG on the synthetic generator, also on a variant whose text neighbours are substitutes. strict: an XPASS "
+    "fails, so the marker must go when the generator or the method changes this."))
 def test_sracl_beats_backbone_alone_on_synthetic(tmp_path, synthetic_reviews) -> None:
     from functools import partial
 

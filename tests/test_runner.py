@@ -61,9 +61,10 @@ def runner(project: Path, **kwargs) -> Runner:
 def test_runs_every_seed_once_then_skips_finished_runs(project):
     spec = load_table_spec(project / "table.yaml")
     runs = plan(spec, seeds=[1, 2, 3], out_root=project / "out", root=project)
-    assert [(r.row, r.seed) for r in runs] == [("w/o CL", 1), ("w/o CL", 2), ("w/o CL", 3),
-                                              ("SRA-CL", 1), ("SRA-CL", 2), ("SRA-CL", 3)]
-    assert runs[3].directory == project / "out" / "table" / "toy" / "sra_cl" / "seed1"
+    # Seed-major: a table stopped part-way holds complete seeds.
+    assert [(r.row, r.seed) for r in runs] == [("w/o CL", 1), ("SRA-CL", 1), ("w/o CL", 2),
+                                              ("SRA-CL", 2), ("w/o CL", 3), ("SRA-CL", 3)]
+    assert runs[1].directory == project / "out" / "table" / "toy" / "sra_cl" / "seed1"
     assert runner(project).run(runs) == []
     assert len(calls(project)) == 6 and all(state(r) == "done" for r in runs)
     assert runner(project).run(runs) == []
