@@ -180,7 +180,8 @@ def protocol_line(results: Iterable[RunResult], dataset: str) -> str:
 
 
 def format_cell(cell: Cell) -> str:
-    text = f"{cell.mean:.4f} ± {cell.std:.4f}"
+    # One seed has no spread to show; "± 0.0000" would read as a measured zero variance.
+    text = f"{cell.mean:.4f} ± {cell.std:.4f}" if len(cell.seeds) > 1 else f"{cell.mean:.4f}"
     if cell.paper is not None:
         text += f" (paper {cell.paper:.4f}, {cell.relative_to_paper:+.1%})"
     if cell.p_value is not None:

@@ -113,3 +113,10 @@ def test_reads_the_files_train_py_writes_and_names_a_bad_one(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="bad.json: not valid JSON"):
         read_run_result(bad, dataset="beauty", row="x", seed=0)
+
+
+def test_one_seed_shows_the_mean_without_a_spread():
+    results = [result("w/o CL", 0, 0.12, 0.05), result("SRA-CL", 0, 0.13, 0.06)]
+    markdown = to_markdown(summarize(results, baseline="w/o CL"), results, title="One seed", baseline="w/o CL")
+    ours = next(line for line in markdown.splitlines() if line.startswith("| SRA-CL"))
+    assert "| 1 | 0.0650 | 0.0300 | 0.1300 | 0.0600 |" in ours and "±" not in markdown and "p=" not in ours
