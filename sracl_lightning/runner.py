@@ -39,7 +39,7 @@ from typing import IO, Literal
 import yaml
 
 from sracl_lightning.atomic import atomic_write_text
-from sracl_lightning.tables import TABLE_METRICS, RunResult, read_run_result, summarize, to_csv, to_markdown
+from sracl_lightning.tables import TABLE_METRICS, read_run_result, summarize, to_csv, to_markdown
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The paper's runs use seed 2024 (configs/default.yaml); further seeds follow it.
@@ -306,12 +306,6 @@ class Runner:
 
 
 # ------------------------------------------------------------------------------------------------- the table
-def collect(runs: Sequence[PlannedRun]) -> list[RunResult]:
-    """The results of the runs that are done (key matching and metrics written)."""
-    return [read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row, seed=run.seed)
-            for run in runs if state(run) == "done"]
-
-
 def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path, command: str | None = None
                 ) -> tuple[Path, Path] | None:
     """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished.
@@ -319,7 +313,7 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     done = [r for r in runs if state(r) == "done"]
     if not done:
         return None
-    results = collect(done)
+    results = [read_run_result(metrics_file(r.directory), dataset=r.dataset, row=r.row, seed=r.seed) for r in done]
     paper = {row.name: row.paper for row in spec.rows}
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
