@@ -16,10 +16,9 @@ from typing import Literal
 import lightning as L
 from jsonargparse import auto_cli
 
-from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.distributed import shutdown_process_group
-from sracl_lightning.module import load_trained
 from sracl_lightning.results import write_results
+from sracl_lightning.trained import load_run
 
 
 def evaluate(
@@ -51,13 +50,9 @@ def evaluate(
         precision: Lightning precision; item scores are computed in fp32 whatever this is.
     """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    data_overrides = {k: v for k, v in {"source_root": source_root, "data_root": data_root,
-                                        "eval_batch_size": eval_batch_size}.items() if v is not None}
     model_overrides = {} if mask_seen_items is None else {"mask_seen_items": mask_seen_items}
-    model = load_trained(path, **model_overrides)
-    data = SeqRecDataModule.load_from_checkpoint(path, **data_overrides)
+    model, data = load_run(path, source_root=source_root, data_root=data_root, eval_batch_size=eval_batch_size,
+                           **model_overrides)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False)
     run = trainer.test if split == "test" else trainer.validate

@@ -105,17 +105,14 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
            split: str = "test", metrics: tuple[str, ...] = ("hr@20", "ndcg@20"), data_root: str | None = None,
            source_root: str | None = None) -> dict:
     """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``."""
-    from sracl_lightning.datamodule import SeqRecDataModule
-    from sracl_lightning.module import load_trained
+    from sracl_lightning.trained import load_run
 
     labels = labels or [Path(c).stem for c in checkpoints]
     if len(labels) != len(checkpoints):
         raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
-    overrides = {k: v for k, v in {"data_root": data_root, "source_root": source_root}.items() if v is not None}
     results = {}
     for label, checkpoint in zip(labels, checkpoints, strict=True):
-        model = load_trained(checkpoint)
-        data = SeqRecDataModule.load_from_checkpoint(checkpoint, **overrides)
+        model, data = load_run(checkpoint, source_root=source_root, data_root=data_root)
         results[label] = metrics_by_length(model, data, split=split,
                                            ks=sorted({int(m.split("@")[1]) for m in metrics}))
     path = plot_groups(results, metrics, Path(output).with_suffix(".png"), title=f"{split} metrics by user group")

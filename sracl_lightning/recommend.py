@@ -24,8 +24,9 @@ from torch import Tensor
 
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.item_text import load_item_text
-from sracl_lightning.module import SRACLModule, load_trained
+from sracl_lightning.module import SRACLModule
 from sracl_lightning.processed import load_id_map
+from sracl_lightning.trained import load_run
 
 ItemKey = str | int
 
@@ -88,12 +89,7 @@ class Recommender:
     def from_checkpoint(cls, ckpt_path: str | Path, *, source_root: str | None = None, data_root: str | None = None,
                         **kwargs) -> Recommender:
         """Rebuild the model and its data from a checkpoint written by ``train.py``; ``kwargs`` as the constructor."""
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        overrides = {k: v for k, v in {"source_root": source_root, "data_root": data_root}.items() if v is not None}
-        model = load_trained(path)
-        data = SeqRecDataModule.load_from_checkpoint(path, **overrides)
+        model, data = load_run(ckpt_path, source_root=source_root, data_root=data_root)
         data.prepare_data()
         return cls(model, data, **kwargs)
 
