@@ -19,6 +19,11 @@ holding its arguments and a key: the hash of the arguments and of the contents o
 
 Runs go one after another (``--jobs 1``) or in parallel processes; each writes ``train.log`` in its folder. With
 ``--jobs N`` on a CPU, give each process its share of the cores (``OMP_NUM_THREADS``) in ``--env``.
+
+Beside the table the runner writes ``<output>.runs.jsonl``: one record per tabulated run (its key, metrics,
+protocol, commit and wall time), small enough to commit. ``--records`` reads such files back, so runs made on another
+machine or in another checkout (run folders are not portable; their records are) join the table and are not
+trained again, but only where the record's key equals this plan's key for that (dataset, row, seed).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -39,7 +44,7 @@ from typing import IO, Literal
 import yaml
 
 from sracl_lightning.atomic import atomic_write_text
-from sracl_lightning.tables import TABLE_METRICS, read_run_result, summarize, to_csv, to_markdown
+from sracl_lightning.tables import TABLE_METRICS, RunResult, read_run_result, summarize, to_csv, to_markdown
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The paper's runs use seed 2024 (configs/default.yaml); further seeds follow it.
@@ -209,6 +214,87 @@ def resume_checkpoint(run: PlannedRun) -> Path | None:
     return found[-1] if found else None
 
 
+# --------------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run without its folder: what the table needs, the key it was made with, and its provenance."""
+
+    result: RunResult
+    key: str
+    code_version: str | None = None
+    wall_seconds: float | None = None
+    note: str | None = None  # free text, e.g. where a record was recovered from
+
+    def to_json(self) -> str:
+        r = self.result
+        return json.dumps({"dataset": r.dataset, "row": r.row, "seed": r.seed, "key": self.key,
+                           "metrics": dict(r.metrics), "protocol": dict(r.protocol),
+                           "semantic_profile": r.semantic_profile, "code_version": self.code_version,
+                           "wall_seconds": self.wall_seconds, "note": self.note}, sort_keys=True)
+
+
+def local_record(run: PlannedRun) -> RunRecord:
+    """The record of a run finished in its folder here."""
+    info = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
+    result = read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row, seed=run.seed)
+    return RunRecord(result, run.key, info.get("code_version"), info.get("wall_seconds"))
+
+
+def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tuple[RunRecord, str]]:
+    """Records by (dataset, row, seed), each with where it was read (``file:line``); errors name the file and line.
+    The same run may appear in several files only with the same key and metrics."""
+    found: dict[tuple[str, str, int], tuple[RunRecord, str]] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"records file not found: {path}")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+            missing = [k for k in ("dataset", "row", "seed", "key", "metrics") if k not in raw]
+            if missing:
+                raise ValueError(f"{where}: a run record needs {missing}, as the runner writes them")
+            metrics = raw["metrics"]
+            if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
+                raise ValueError(f"{where}: 'metrics' must map metric names to numbers")
+            result = RunResult(dataset=str(raw["dataset"]), row=str(raw["row"]), seed=int(raw["seed"]),
+                               metrics=metrics, protocol=raw.get("protocol") or {},
+                               semantic_profile=raw.get("semantic_profile"))
+            record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
+                               raw.get("note"))
+            ident = (result.dataset, result.row, result.seed)
+            if ident in found:
+                earlier, earlier_where = found[ident]
+                if (earlier.key, dict(earlier.result.metrics)) != (record.key, dict(metrics)):
+                    raise ValueError(f"{where}: {'/'.join(map(str, ident))} has another record at {earlier_where} "
+                                     "with a different key or metrics")
+                continue
+            found[ident] = (record, where)
+    return found
+
+
+def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str, int], tuple[RunRecord, str]]
+                  ) -> dict[PlannedRun, RunRecord]:
+    """The record of each planned run that has one. A record made with another key is never used: it stops the
+    runner, naming the record. Records of runs outside the plan are ignored."""
+    matched = {}
+    for run in runs:
+        entry = records.get((run.dataset, run.row, run.seed))
+        if entry is None:
+            continue
+        record, where = entry
+        if record.key != run.key:
+            raise ValueError(f"{where}: the record of {run.dataset}/{run.row}/seed {run.seed} was made with another "
+                             f"configuration (key {record.key}; this plan's key is {run.key}): plan it with the same "
+                             "configs and --train_args, or leave that file out of --records")
+        matched[run] = record
+    return matched
+
+
 # --------------------------------------------------------------------------------------------------- running
 @dataclass
 class _Active:
@@ -283,10 +369,11 @@ class Runner:
               flush=True)
         return ok
 
-    def run(self, runs: Sequence[PlannedRun]) -> list[PlannedRun]:
-        """Run what is not done; returns the runs that failed."""
-        self.check(runs)
-        todo = [r for r in runs if state(r) != "done"]
+    def run(self, runs: Sequence[PlannedRun], recorded: Collection[PlannedRun] = ()) -> list[PlannedRun]:
+        """Run what is neither done here nor in ``recorded`` (runs with a matching record, see
+        :func:`match_records`); returns the runs that failed."""
+        todo = [r for r in runs if state(r) != "done" and r not in recorded]
+        self.check(todo)
         print(f"[runner] {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, "
               f"{self.jobs} at a time", flush=True)
         failed, active = [], {}
@@ -306,29 +393,42 @@ class Runner:
 
 
 # ------------------------------------------------------------------------------------------------- the table
-def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path, command: str | None = None
-                ) -> tuple[Path, Path] | None:
-    """Write ``<output>.md`` and ``<output>.csv`` from the finished runs; ``None`` when none has finished.
+def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path, command: str | None = None,
+                records: Mapping[PlannedRun, RunRecord] | None = None) -> tuple[Path, Path, Path] | None:
+    """Write ``<output>.md``, ``<output>.csv`` and ``<output>.runs.jsonl`` from the finished runs: those done in
+    their folders here, then those in ``records`` (see :func:`match_records`); ``None`` when none has finished.
     ``command``, when given, is stated under the title (the runner passes its own command line)."""
-    done = [r for r in runs if state(r) == "done"]
-    if not done:
+    records = records or {}
+    finished: dict[PlannedRun, RunRecord] = {}
+    for run in runs:
+        if state(run) == "done":
+            finished[run] = local_record(run)
+        elif run in records:
+            finished[run] = records[run]
+    if not finished:
         return None
-    results = [read_run_result(metrics_file(r.directory), dataset=r.dataset, row=r.row, seed=r.seed) for r in done]
+    results = [record.result for record in finished.values()]
     paper = {row.name: row.paper for row in spec.rows}
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
                            command=command)
-    wall = sum(json.loads((r.directory / "run.json").read_text()).get("wall_seconds", 0.0) for r in done)
-    footer = [f"{len(done)} of {len(runs)} planned runs finished; total training wall time "
+    wall = sum(record.wall_seconds or 0.0 for record in finished.values())
+    footer = [f"{len(finished)} of {len(runs)} planned runs finished; total training wall time "
               f"{wall / 3600:.2f} h (sum over runs)."]
-    missing = [r for r in runs if r not in done]
+    imported = [run for run in finished if state(run) != "done"]
+    if imported:
+        footer.append(f"{len(imported)} of them from run records, not run folders here: "
+                      + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in imported) + ".")
+    missing = [r for r in runs if r not in finished]
     if missing:
         footer.append("Not finished: " + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in missing) + ".")
     output = Path(output)
     md, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
+    jsonl = output.with_suffix(".runs.jsonl")
     atomic_write_text(md, markdown + "\n" + "\n".join(footer) + "\n")
     atomic_write_text(csv_path, to_csv(cells))
-    return md, csv_path
+    atomic_write_text(jsonl, "".join(record.to_json() + "\n" for record in finished.values()))
+    return md, csv_path, jsonl
 
 
 def main(
@@ -344,6 +444,7 @@ def main(
     rerun_changed: bool = False,
     dry_run: bool = False,
     table_only: bool = False,
+    records: list[str] | None = None,
 ) -> None:
     """Run every missing run of a table, then write its Markdown and CSV.
 
@@ -361,22 +462,28 @@ def main(
         rerun_changed: Rerun runs whose configuration changed (old folders are moved aside).
         dry_run: Only print the plan and each run's state.
         table_only: Only rebuild the table from finished runs.
+        records: ``.runs.jsonl`` files of runs finished elsewhere (another machine or checkout); a planned run with
+            a record of the same key counts as finished and is not trained.
     """
     spec = load_table_spec(table)
     runs = plan(spec, datasets=datasets, seeds=seeds, out_root=out_root, extra_args=train_args or (), rows=rows)
+    recorded = match_records(runs, read_records(records or ()))
     if dry_run:
         for run in runs:
-            print(f"{state(run):8s} {run.command_line}")
+            label = "recorded" if state(run) != "done" and run in recorded else state(run)
+            print(f"{label:8s} {run.command_line}")
         return
-    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs)
+    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs, recorded)
     command = " ".join(["python -m sracl_lightning.runner", table,
                         *(["--datasets", f"[{','.join(datasets)}]"] if datasets else []),
                         *(["--rows", f"'[{', '.join(rows)}]'"] if rows else []),
                         "--seeds", f"[{','.join(map(str, seeds))}]",
-                        *(["--train_args", f"'[{', '.join(train_args)}]'"] if train_args else [])])
-    written = write_table(spec, runs, output or Path(out_root) / spec.name / "results", command=command)
+                        *(["--train_args", f"'[{', '.join(train_args)}]'"] if train_args else []),
+                        *(["--records", f"[{','.join(records)}]"] if records else [])])
+    written = write_table(spec, runs, output or Path(out_root) / spec.name / "results", command=command,
+                          records=recorded)
     if written:
-        print(f"[runner] wrote {written[0]} and {written[1]}")
+        print(f"[runner] wrote {', '.join(map(str, written))}")
     if failed:
         raise SystemExit(f"[runner] {len(failed)} run(s) failed: "
                          + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in failed))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sracl_lightning.runner import Runner, load_table_spec, plan, slug, state, write_table
+from sracl_lightning.runner import Runner, load_table_spec, match_records, plan, read_records, slug, state, write_table
 from tests.conftest import REPO_ROOT
 
 # A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's config
@@ -72,7 +72,8 @@ def test_runs_every_seed_once_then_skips_finished_runs(project):
     record = json.loads((runs[0].directory / "run.json").read_text())
     assert record["returncode"] == 0 and record["wall_seconds"] > 0 and record["key"] == runs[0].key
 
-    md, csv_path = write_table(spec, runs, project / "tables" / "toy", command="python -m sracl_lightning.runner x")
+    md, csv_path, _ = write_table(spec, runs, project / "tables" / "toy",
+                                 command="python -m sracl_lightning.runner x")
     text = md.read_text()
     assert text.startswith("# Toy table\n\nCommand: `python -m sracl_lightning.runner x`\n")
     assert "| SRA-CL | 3 | " in text and "0.1120 ± 0.0010 (paper 0.1000, +12.0%)" in text and "p=" in text
@@ -107,9 +108,72 @@ def test_a_changed_configuration_is_never_reused_silently(project):
     assert len(calls(project)) == 3 and state(changed[1]) == "done"
     stale = list(changed[1].directory.parent.glob("seed1.stale-*"))
     assert len(stale) == 1 and next(stale[0].rglob("test_metrics.json")).is_file(), "old results were lost"
-    md, _ = write_table(spec, changed, project / "t")
+    md, *_ = write_table(spec, changed, project / "t")
     text = md.read_text()
     assert "0.1110" not in text and "0.1210" in text, "the table must use the rerun, not the stale run"
+
+
+def test_run_records_bring_runs_made_elsewhere_into_the_table(project):
+    spec = load_table_spec(project / "table.yaml")
+    # "Another machine": seed 1 runs there and its table's run records are all that comes back.
+    elsewhere = plan(spec, seeds=[1], out_root=project / "elsewhere", root=project)
+    runner(project).run(elsewhere)
+    *_, jsonl = write_table(spec, elsewhere, project / "shipped")
+    assert jsonl.name == "shipped.runs.jsonl" and len(jsonl.read_text().splitlines()) == 2
+    here = plan(spec, seeds=[1, 2], out_root=project / "here", root=project)
+    recorded = match_records(here, read_records([jsonl]))
+    assert sorted((r.row, r.seed) for r in recorded) == [("SRA-CL", 1), ("w/o CL", 1)]
+    runner(project).run(here, recorded)
+    assert [c[c.index("--seed_everything") + 1] for c in calls(project)[2:]] == ["2", "2"], \
+        "only the seed without records may be trained"
+
+    md, csv_path, merged = write_table(spec, here, project / "table", records=recorded)
+    text = md.read_text()
+    assert "| SRA-CL | 2 | 0.1115 ± 0.0007 p=0 |" in text and "0.1115 ± 0.0007 (paper 0.1000, +11.5%) p=0" in text
+    assert "4 of 4 planned runs finished" in text
+    assert "2 of them from run records" in text and "toy/w/o CL/seed 1" in text
+    lines = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert sorted((r["row"], r["seed"]) for r in lines) == [("SRA-CL", 1), ("SRA-CL", 2), ("w/o CL", 1),
+                                                            ("w/o CL", 2)]
+    assert all(r["key"] == next(p.key for p in here if (p.row, p.seed) == (r["row"], r["seed"])) for r in lines)
+    # The merged file may be read together with the one it came from: the same runs, the same records.
+    assert len(read_records([jsonl, merged])) == 4
+
+
+def test_a_record_made_with_another_configuration_is_refused(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    runner(project).run(runs)
+    *_, jsonl = write_table(spec, runs, project / "shipped")
+    (project / "cl.yaml").write_text("bonus: 0.02\n")
+    changed = plan(spec, seeds=[1], out_root=project / "fresh", root=project)
+    with pytest.raises(ValueError, match=r"shipped\.runs\.jsonl:2: the record of toy/SRA-CL/seed 1 was made with "
+                                         r"another configuration"):
+        match_records(changed, read_records([jsonl]))
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("{not json", r"bad\.jsonl:2: not valid JSON"),
+    ('{"dataset": "toy", "row": "w/o CL", "seed": 1}', r"bad\.jsonl:2: a run record needs \['key', 'metrics'\]"),
+    ('{"dataset": "toy", "row": "w/o CL", "seed": 1, "key": "k", "metrics": {"hr@10": "high"}}',
+     r"bad\.jsonl:2: 'metrics' must map metric names to numbers"),
+])
+def test_bad_run_records_name_the_file_and_line(tmp_path, line, message):
+    good = '{"dataset": "toy", "row": "w/o CL", "seed": 2, "key": "k", "metrics": {"hr@10": 0.1}}'
+    (tmp_path / "bad.jsonl").write_text(good + "\n" + line + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_records([tmp_path / "bad.jsonl"])
+    with pytest.raises(FileNotFoundError, match="records file not found"):
+        read_records([tmp_path / "missing.jsonl"])
+
+
+def test_two_different_records_of_one_run_are_refused(tmp_path):
+    first = '{"dataset": "toy", "row": "w/o CL", "seed": 1, "key": "k", "metrics": {"hr@10": 0.1}}\n'
+    (tmp_path / "a.jsonl").write_text(first)
+    (tmp_path / "b.jsonl").write_text(first.replace("0.1", "0.2"))
+    assert len(read_records([tmp_path / "a.jsonl", tmp_path / "a.jsonl"])) == 1
+    with pytest.raises(ValueError, match=r"b\.jsonl:1: toy/w/o CL/1 has another record at .*a\.jsonl:1"):
+        read_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
 
 
 def test_rows_can_be_selected(project):
@@ -138,7 +202,7 @@ def test_parallel_jobs_and_failures_are_reported(project):
     assert [(r.row, r.seed) for r in failed] == [("Broken", 1), ("Broken", 2)]
     assert all(state(r) == "done" for r in runs if r.row != "Broken")
     assert json.loads((failed[0].directory / "run.json").read_text())["returncode"] == 3
-    md, _ = write_table(spec, runs, project / "t")
+    md, *_ = write_table(spec, runs, project / "t")
     assert "Not finished: toy/Broken/seed 1, toy/Broken/seed 2." in md.read_text()
 
 
@@ -170,7 +234,7 @@ def test_real_train_py_runs_and_tabulates(tmp_path, synthetic_reviews):
              "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
     runs = plan(spec, seeds=[0, 1], out_root=tmp_path / "out", extra_args=extra)
     assert Runner(env={"OMP_NUM_THREADS": "1"}).run(runs) == []
-    md, _ = write_table(spec, runs, tmp_path / "debug")
+    md, *_ = write_table(spec, runs, tmp_path / "debug")
     row = next(line for line in md.read_text().splitlines() if line.startswith("| w/o CL"))
     assert "| 2 |" in row and "mask_seen_items=False" in md.read_text()
     first, second = (json.loads(next(r.directory.rglob("test_metrics.json")).read_text()) for r in runs)
