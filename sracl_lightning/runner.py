@@ -230,7 +230,7 @@ class RunRecord:
         return json.dumps({"dataset": r.dataset, "row": r.row, "seed": r.seed, "key": self.key,
                            "metrics": dict(r.metrics), "protocol": dict(r.protocol),
                            "semantic_profile": r.semantic_profile, "code_version": self.code_version,
-                           "wall_seconds": self.wall_seconds, "note": self.note}, sort_keys=True)
+                           "wall_seconds": self.wall_seconds, "note": self.note})
 
 
 def local_record(run: PlannedRun) -> RunRecord:
@@ -412,9 +412,13 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
                            command=command)
-    wall = sum(record.wall_seconds or 0.0 for record in finished.values())
-    footer = [f"{len(finished)} of {len(runs)} planned runs finished; total training wall time "
-              f"{wall / 3600:.2f} h (sum over runs)."]
+    walls = [record.wall_seconds for record in finished.values() if record.wall_seconds is not None]
+    if not walls:
+        wall = "no wall time in their records"
+    else:
+        timed = "runs" if len(walls) == len(finished) else f"the {len(walls)} runs whose records have one"
+        wall = f"total training wall time {sum(walls) / 3600:.2f} h (sum over {timed})"
+    footer = [f"{len(finished)} of {len(runs)} planned runs finished; {wall}."]
     imported = [run for run in finished if state(run) != "done"]
     if imported:
         footer.append(f"{len(imported)} of them from run records, not run folders here: "
