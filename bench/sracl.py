@@ -71,15 +71,21 @@ def worker(args) -> dict:
         def on_train_epoch_start(self, trainer, module) -> None:  # runs before the module's hook (bank rebuild)
             self.epoch_start_s = time.perf_counter()
 
+        @staticmethod
+        def clock(trainer) -> float:
+            if trainer.strategy.root_device.type == "cuda":  # kernels are queued: wait for them before reading
+                torch.cuda.synchronize(trainer.strategy.root_device)
+            return time.perf_counter()
+
         def on_train_batch_start(self, trainer, *_) -> None:
             if trainer.global_step == 0 and not self.start:
-                self.epoch_start_s = time.perf_counter() - self.epoch_start_s  # module epoch-start work
+                self.epoch_start_s = self.clock(trainer) - self.epoch_start_s  # module epoch-start work
             if trainer.global_step == args.warmup:
-                self.start = time.perf_counter()
+                self.start = self.clock(trainer)
 
         def on_train_batch_end(self, trainer, *_) -> None:
             if trainer.global_step == total:
-                self.end = time.perf_counter()
+                self.end = self.clock(trainer)
 
     timer = Timer()
     trainer = L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision, max_steps=total,
@@ -117,6 +123,7 @@ def main() -> None:
     parser.add_argument("--profile", default="minilm_nollm", help="semantic profile (data/semantic.py --profile)")
     parser.add_argument("--source_root", default=str(REPO_ROOT.parent / "shared" / "data"))
     parser.add_argument("--data_root", default=str(REPO_ROOT / "data" / "processed"))
+    parser.add_argument("--output_dir", default=str(REPO_ROOT / "bench" / "results"))
     parser.add_argument("--steps", type=int, default=None, help="measured steps (default: per mode)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=256)
@@ -154,7 +161,8 @@ def main() -> None:
             ratio = f"{fig['epoch_over_backbone']:.2f}" if "epoch_over_backbone" in fig else "n/a"
             rows.append(f"| {precision} | {mode} | {fig['s_per_step']:.3f} | {fig['s_per_epoch']:.1f} | {ratio} | "
                         f"{fig['setup_s']:.1f} | {fig['peak_rss_mb']:.0f} |")
-    out = REPO_ROOT / "bench" / "results" / f"sracl-{args.dataset}"
+    on_gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
+    out = Path(args.output_dir) / f"sracl-{args.dataset}{'-gpu' if on_gpu else ''}"
     out.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", "\n".join(rows) + "\n")):
         tmp = out.with_suffix(suffix + ".tmp")

@@ -23,16 +23,23 @@ def machine_line(payload: dict) -> str:
     return f"measured {payload.get('time', '?')}; {machine}"
 
 
+def gpu_peak(*figures: dict) -> str:
+    """The largest GPU memory peak among the measurements, or n/a for CPU runs."""
+    peaks = [f["gpu_peak_mb"] for f in figures if "gpu_peak_mb" in f]
+    return f"{max(peaks):,.0f}" if peaks else "n/a"
+
+
 def backbone_section(name: str, payload: dict) -> list[str]:
     lines = [f"## Backbone: {payload['dataset']} (`{name}`)", "", machine_line(payload), "",
-             "| precision | train s/epoch | samples/s | × reference | rank users/s | × reference | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+             "| precision | train s/epoch | samples/s | × reference | rank users/s | × reference | peak RSS MB "
+             "| GPU peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for precision, r in payload["results"].items():
         train, rank, ratios = r["project_train"], r["project_rank"], r["ratios"]
         lines.append(f"| {precision} | {train['s_per_epoch']:.1f} | {train['samples_per_s']:,.0f} | "
                      f"{ratios['train_epoch_project_over_reference']:.2f} | {rank['users_per_s']:,.0f} | "
                      f"{ratios['rank_project_over_reference']:.2f} | "
-                     f"{max(train['peak_rss_mb'], rank['peak_rss_mb']):.0f} |")
+                     f"{max(train['peak_rss_mb'], rank['peak_rss_mb']):.0f} | {gpu_peak(train, rank)} |")
     lines += ["", "Reference: a bare `nn.TransformerEncoder` loop (train) and a bare matmul + rank (ranking) in the "
               "same invocation; × reference is time over the reference's time (below 1 is faster).", ""]
     return lines
@@ -41,12 +48,13 @@ def backbone_section(name: str, payload: dict) -> list[str]:
 def sracl_section(name: str, payload: dict) -> list[str]:
     lines = [f"## SRA-CL cost modes: {payload['dataset']}, profile {payload.get('profile')}, k = {payload.get('k')} "
              f"(`{name}`)", "", machine_line(payload), "",
-             "| precision | mode | s/epoch | samples/s | × backbone | tables load s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|"]
+             "| precision | mode | s/epoch | samples/s | × backbone | tables load s | peak RSS MB | GPU peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
     for precision, modes in payload["results"].items():
         for mode, r in modes.items():
             lines.append(f"| {precision} | {mode} | {r['s_per_epoch']:.1f} | {r['samples_per_s']:,.0f} | "
-                         f"{r['epoch_over_backbone']:.2f} | {r.get('setup_s', 0.0):.1f} | {r['peak_rss_mb']:.0f} |")
+                         f"{r['epoch_over_backbone']:.2f} | {r.get('setup_s', 0.0):.1f} | {r['peak_rss_mb']:.0f} | "
+                         f"{gpu_peak(r)} |")
     return [*lines, ""]
 
 

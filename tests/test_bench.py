@@ -1,0 +1,50 @@
+"""The benchmark scripts run end to end on the synthetic default and their summary formats what they wrote.
+
+Few steps, so the figures themselves mean nothing here; what is checked is that every measurement is there, is a
+positive number, and that the ratios are the quotients of the figures they come from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+
+def run_script(name: str, *args: str) -> None:
+    out = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / name), *args], capture_output=True, text=True,
+                         cwd=REPO_ROOT, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
+    common = ["--dataset", "synthetic", "--data_root", str(tmp_path / "processed"), "--output_dir",
+              str(tmp_path / "results"), "--precisions", "32-true", "--warmup", "1", "--steps", "3",
+              "--accelerator", "cpu"]
+    run_script("backbone.py", *common)
+    run_script("sracl.py", *common, "--modes", "backbone")
+
+    backbone = json.loads((tmp_path / "results" / "backbone-synthetic.json").read_text())["results"]["32-true"]
+    for worker in ("reference_train", "project_train", "reference_rank", "project_rank"):
+        assert backbone[worker]["peak_rss_mb"] > 0
+    for worker in ("reference_train", "project_train"):
+        figures = backbone[worker]
+        assert figures["steps_measured"] == 3 and figures["s_per_epoch"] > 0
+        assert math.isclose(figures["samples_per_s"], 3 * 256 / figures["seconds_measured"])
+    assert backbone["project_rank"]["users_per_s"] > 0
+    assert math.isclose(backbone["ratios"]["train_epoch_project_over_reference"],
+                        backbone["project_train"]["s_per_epoch"] / backbone["reference_train"]["s_per_epoch"])
+
+    sracl = json.loads((tmp_path / "results" / "sracl-synthetic.json").read_text())
+    mode = sracl["results"]["32-true"]["backbone"]
+    assert mode["steps_measured"] == 3 and mode["s_per_epoch"] > 0 and mode["epoch_over_backbone"] == 1.0
+    assert (tmp_path / "results" / "sracl-synthetic.md").read_text().count("| 32-true | backbone |") == 1
+
+    run_script("summary.py", "--results", str(tmp_path / "results"))
+    summary = (tmp_path / "results" / "SUMMARY.md").read_text()
+    assert "## Backbone: synthetic" in summary and "## SRA-CL cost modes: synthetic" in summary
+    assert f"| 32-true | {backbone['project_train']['s_per_epoch']:.1f} |" in summary
+    assert "| n/a |" in summary  # no GPU peak on a CPU run
