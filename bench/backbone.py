@@ -30,12 +30,12 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the package, also when it is not installed
 SYNTHETIC = REPO_ROOT / "data" / "raw" / "synthetic" / "reviews_Synthetic_5.json.gz"
 
 
 # --------------------------------------------------------------------------------------------------- workers
 def _load_data(args):
-    sys.path.insert(0, str(REPO_ROOT))
     from sracl_lightning.datamodule import SeqRecDataModule
 
     dataset, fmt = (str(SYNTHETIC), "amazon") if args.dataset == "synthetic" else (args.dataset, None)
@@ -100,7 +100,6 @@ def worker_project_train(args) -> dict:
     import lightning as L
     import torch
 
-    sys.path.insert(0, str(REPO_ROOT))
     from sracl_lightning.module import SRACLModule
 
     data = _load_data(args)
@@ -157,7 +156,6 @@ def worker_project_rank(args) -> dict:
     """trainer.test over every user: windows, SASRec forward, fp32 scores, metric update."""
     import lightning as L
 
-    sys.path.insert(0, str(REPO_ROOT))
     from sracl_lightning.module import SRACLModule
 
     data = _load_data(args)
@@ -270,11 +268,10 @@ def main() -> None:
         }
         report["results"][precision] = figures
         print(f"  ratios {json.dumps({k: round(v, 3) for k, v in figures['ratios'].items()})}")
+    from sracl_lightning.atomic import atomic_write_text
+
     out = Path(args.output_dir) / f"backbone-{args.dataset}{'-gpu' if args.accelerator == 'gpu' else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 
 

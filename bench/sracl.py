@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the package, also when it is not installed
 SYNTHETIC = REPO_ROOT / "data" / "raw" / "synthetic" / "reviews_Synthetic_5.json.gz"
 MODES = {  # mode -> (class path, CL weights, default measured steps)
     "backbone": ("sracl_lightning.module.SRACLModule", 0.0, 100),
@@ -42,7 +43,6 @@ def worker(args) -> dict:
     import lightning as L
     import torch
 
-    sys.path.insert(0, str(REPO_ROOT))
     from sracl_lightning.datamodule import SeqRecDataModule
 
     class_path, weight, default_steps = MODES[args.worker]
@@ -99,7 +99,7 @@ def worker(args) -> dict:
            "s_per_step": seconds / steps, "epoch_start_s": epoch_start,
            "s_per_epoch": seconds / steps * steps_per_epoch + epoch_start,
            "samples_per_s": steps * args.batch_size / seconds, "setup_s": load_s}
-    if torch.cuda.is_available():
+    if args.accelerator == "gpu":
         out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
 
@@ -128,25 +128,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--k", type=int, default=10, help="neighbours per anchor")
-    parser.add_argument("--accelerator", default="auto")
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
+                        help="auto: the GPU when CUDA is available")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
     parser.add_argument("--worker", choices=list(MODES), help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    import torch
+
+    if args.accelerator == "auto":
+        args.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if args.worker:
         result = worker(args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
-    import torch
-
     report = {"dataset": args.dataset, "profile": args.profile, "batch_size": args.batch_size, "k": args.k,
               "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                          "cpu_threads": torch.get_num_threads(),
-                          "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+                          "cpu_threads": torch.get_num_threads(), "accelerator": args.accelerator,
+                          "gpu": torch.cuda.get_device_name() if args.accelerator == "gpu" else None},
               "time": time.strftime("%Y-%m-%d %H:%M:%S"), "results": {}}
     rows = ["| precision | mode | s/step | s/epoch | × backbone | setup s | peak RSS MB |",
             "|---|---|---|---|---|---|---|"]
@@ -161,13 +164,11 @@ def main() -> None:
             ratio = f"{fig['epoch_over_backbone']:.2f}" if "epoch_over_backbone" in fig else "n/a"
             rows.append(f"| {precision} | {mode} | {fig['s_per_step']:.3f} | {fig['s_per_epoch']:.1f} | {ratio} | "
                         f"{fig['setup_s']:.1f} | {fig['peak_rss_mb']:.0f} |")
-    on_gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
-    out = Path(args.output_dir) / f"sracl-{args.dataset}{'-gpu' if on_gpu else ''}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", "\n".join(rows) + "\n")):
-        tmp = out.with_suffix(suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out.with_suffix(suffix))
+    from sracl_lightning.atomic import atomic_write_text
+
+    out = Path(args.output_dir) / f"sracl-{args.dataset}{'-gpu' if args.accelerator == 'gpu' else ''}"
+    atomic_write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(rows) + "\n")
     print("\n".join(rows))
     print(f"wrote {out}.json and {out}.md")
 

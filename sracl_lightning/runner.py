@@ -400,11 +400,13 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     ``command``, when given, is stated under the title (the runner passes its own command line)."""
     records = records or {}
     finished: dict[PlannedRun, RunRecord] = {}
+    imported = []  # finished by their records only
     for run in runs:
         if state(run) == "done":
             finished[run] = local_record(run)
         elif run in records:
             finished[run] = records[run]
+            imported.append(run)
     if not finished:
         return None
     results = [record.result for record in finished.values()]
@@ -419,7 +421,6 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
         timed = "runs" if len(walls) == len(finished) else f"the {len(walls)} runs whose records have one"
         wall = f"total training wall time {sum(walls) / 3600:.2f} h (sum over {timed})"
     footer = [f"{len(finished)} of {len(runs)} planned runs finished; {wall}."]
-    imported = [run for run in finished if state(run) != "done"]
     if imported:
         footer.append(f"{len(imported)} of them from run records, not run folders here: "
                       + ", ".join(f"{r.dataset}/{r.row}/seed {r.seed}" for r in imported) + ".")
@@ -474,7 +475,8 @@ def main(
     recorded = match_records(runs, read_records(records or ()))
     if dry_run:
         for run in runs:
-            label = "recorded" if state(run) != "done" and run in recorded else state(run)
+            current = state(run)
+            label = "recorded" if current != "done" and run in recorded else current
             print(f"{label:8s} {run.command_line}")
         return
     failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs, recorded)
