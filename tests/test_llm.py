@@ -7,6 +7,8 @@ answer 429/5xx/4xx, to stall, or to hold requests at a gate; it counts requests 
 from __future__ import annotations
 
 import asyncio
+import base64
+import email.utils
 import json
 import os
 import signal
@@ -15,12 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from sracl_lightning.llm import (
+    LLMRateLimitError,
     LLMRequestError,
     OpenAICompatibleBackend,
     PassthroughBackend,
@@ -28,6 +33,7 @@ from sracl_lightning.llm import (
     SummaryBackend,
     TransformersBackend,
     _retry_after,
+    redact_url,
     summarize_with_cache,
 )
 
@@ -49,7 +55,7 @@ class FakeLLM:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.hits: list[dict] = []  # {"n", "prompt", "auth", "payload"} per request, in arrival order
+        self.hits: list[dict] = []  # {"n", "prompt", "auth", "query", "payload"} per request, in arrival order
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay_s = 0.0
@@ -81,14 +87,15 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802  # http.server's naming
         fake: FakeLLM = self.server.fake
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        path, _, query = self.path.partition("?")
         with fake.lock:
             n = len(fake.hits) + 1
-            fake.hits.append({"n": n, "prompt": payload["messages"][-1]["content"],
+            fake.hits.append({"n": n, "prompt": payload["messages"][-1]["content"], "query": query,
                               "auth": self.headers.get("Authorization"), "payload": payload})
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
         try:
-            if self.path != "/v1/chat/completions":
+            if path != "/v1/chat/completions":
                 return self._send(404, '{"error": "no such route"}')
             if fake.gate_after is not None and n > fake.gate_after:
                 fake.release.wait(30)
@@ -128,8 +135,9 @@ def server():
 
 
 def backend(fake: FakeLLM, **overrides) -> OpenAICompatibleBackend:
-    kwargs = {"api_key_env": KEY_ENV, "concurrency": 4, "max_retries": 3, "timeout_s": 5.0, "backoff_s": 0.01}
-    return OpenAICompatibleBackend(fake.url, "test-model", **(kwargs | overrides))
+    kwargs = {"base_url": fake.url, "model": "test-model", "api_key_env": KEY_ENV, "concurrency": 4,
+              "max_retries": 3, "timeout_s": 5.0, "backoff_s": 0.01}
+    return OpenAICompatibleBackend(**(kwargs | overrides))
 
 
 @pytest.fixture(autouse=True)
@@ -235,6 +243,155 @@ def test_settings_hide_url_credentials() -> None:
     llm = OpenAICompatibleBackend("https://user:pw@api.example.com:8443/v1?api-key=abc", "m", max_tokens=64)
     assert llm.settings() == {"backend": "openai-compatible", "base_url": "https://api.example.com:8443/v1",
                               "model": "m", "temperature": 0.0, "top_p": 0.001, "max_tokens": 64}
+
+
+URL_PASSWORD = "pw-URL-SECRET-42"
+QUERY_KEY = "qk-QUERY-SECRET-77"
+QUERY_SIG = "a+b/c=="  # as a SAS signature: percent-encoded in the URL
+URL_SECRETS = (URL_PASSWORD, QUERY_KEY, "a%2Bb%2Fc%3D%3D", QUERY_SIG, SECRET)
+
+
+def secret_url(base: str, user: str = "alice") -> str:
+    """``base`` (``http://host:port/v1``) with a password and credential query parameters put in."""
+    parts = urlsplit(base)
+    return (f"http://{user}:{URL_PASSWORD}@{parts.netloc}{parts.path}?api-key={QUERY_KEY}"
+            f"&sig=a%2Bb%2Fc%3D%3D&api-version=2024-06-01")
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in URL_SECRETS:
+            assert secret not in text, f"{secret!r} leaked into {text!r}"
+
+
+def failure(llm: OpenAICompatibleBackend, requests: list, error: type[Exception] = LLMRequestError) -> str:
+    """The message and full traceback (causes included) of the error ``llm.summarize(requests)`` raises."""
+    with pytest.raises(error) as info:
+        llm.summarize(requests)
+    return "".join(traceback.format_exception(info.type, info.value, info.tb))
+
+
+def run_within(seconds: float, fn):
+    """``fn()``'s result, failing the test if it is still running after ``seconds`` (left to die as a daemon)."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the test below
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_base_url_query_string_is_kept_on_requests(server: FakeLLM) -> None:
+    # Azure-style: the API version (and here a signature whose %2F must survive) rides on the query string.
+    query = "api-version=2024-06-01&sig=a%2Bb%2Fc%3D%3D"
+    requests = make_requests(3)
+    for base in (f"{server.url}?{query}", f"{server.url}/?{query}"):
+        assert backend(server, base_url=base).summarize(requests) == expected(requests)
+    assert [h["query"] for h in server.hits] == [query] * 6  # and the path was /v1/chat/completions
+
+
+def test_url_credentials_are_sent_but_never_shown(server: FakeLLM) -> None:
+    llm = OpenAICompatibleBackend(secret_url(server.url), "test-model", api_key_env=KEY_ENV, max_retries=1,
+                                  backoff_s=0.01, timeout_s=5.0)
+    requests = make_requests(2)
+    assert llm.summarize(requests) == expected(requests)
+    basic = base64.b64encode(f"alice:{URL_PASSWORD}".encode()).decode()
+    assert [h["auth"] for h in server.hits] == [f"Basic {basic}"] * 2  # user info is still used, as basic auth
+    assert server.hits[0]["query"] == f"api-key={QUERY_KEY}&sig=a%2Bb%2Fc%3D%3D&api-version=2024-06-01"
+    shown = "https://***@127.0.0.1"
+    assert llm.base_url.startswith(shown.replace("https", "http")) and "api-key=***" in llm.url
+    assert_no_secret(repr(llm), str(llm), repr(vars(llm)), json.dumps(llm.settings()), llm.url, llm.base_url)
+
+    # A server that echoes the credentials it got, in a non-retried error and in retried ones.
+    echo = f'{{"error": "bad key {QUERY_KEY} for alice:{URL_PASSWORD}, sig {QUERY_SIG}"}}'
+    server.always = (403, {}, echo)
+    message = failure(llm, requests)
+    assert "HTTP 403" in message and "api-key=***&sig=***&api-version=2024-06-01" in message
+    assert_no_secret(message)
+    server.always = (503, {}, echo)
+    message = failure(llm, requests)
+    assert "after 2 attempts" in message and "bad key ***" in message
+    assert_no_secret(message)
+    server.always = (429, {"Retry-After": "3600"}, echo)
+    assert_no_secret(failure(llm, requests, LLMRateLimitError))
+
+    # Connection errors, and errors aiohttp raises before any request (basic auth plus a key cannot both go).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_url = secret_url(f"http://127.0.0.1:{s.getsockname()[1]}/v1")
+    dead = OpenAICompatibleBackend(dead_url, "m", api_key_env=KEY_ENV, max_retries=1, backoff_s=0.01, timeout_s=2)
+    message = failure(dead, requests)
+    assert "after 2 attempts; last error: Client" in message
+    assert_no_secret(message)
+    os.environ[KEY_ENV] = SECRET  # removed again by the autouse no_key fixture
+    message = failure(llm, requests)
+    assert "Cannot combine AUTHORIZATION header" in message
+    assert_no_secret(message)
+    with pytest.raises(ValueError, match=r"http\(s\) URL") as info:
+        OpenAICompatibleBackend(f"ftp://bob:{URL_PASSWORD}@example.com/v1?token={QUERY_KEY}", "m")
+    assert_no_secret(str(info.value))
+
+
+def test_redact_url() -> None:
+    assert redact_url("https://u:p@h.example:8443/v1?api-key=K&key=K&token=T&access_token=A&sig=S&api-version=1"
+                      "#frag") == ("https://***@h.example:8443/v1?api-key=***&key=***&token=***&access_token=***"
+                                   "&sig=***&api-version=1")
+    assert redact_url("https://user@h/v1?BARETOKEN&x=") == "https://***@h/v1?***&x=***"
+    assert redact_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    assert redact_url("https://h:notaport/v1") == "<unparsable URL>"
+
+
+def test_long_retry_after_fails_at_once_with_a_named_error(server: FakeLLM) -> None:
+    server.always = (429, {"Retry-After": "3600"}, '{"error": "come back in an hour"}')
+    llm = backend(server, concurrency=1)  # the default cap, 120 s
+    with pytest.raises(LLMRateLimitError) as info:
+        run_within(20, lambda: llm.summarize(make_requests(2)))
+    message = str(info.value)
+    assert "asked to wait 3600 s" in message and "max_retry_wait_s=120 s" in message
+    assert "raise max_retry_wait_s" in message and "come back in an hour" in message
+    assert (info.value.retry_after_s, info.value.max_retry_wait_s) == (3600.0, 120.0)
+    assert isinstance(info.value, LLMRequestError)  # callers catching the old error still catch it
+    assert len(server.hits) == 1
+
+    # The HTTP-date form, and a cap the caller lowered.
+    server.always = (503, {"Retry-After": email.utils.formatdate(time.time() + 3600, usegmt=True)}, "maintenance")
+    with pytest.raises(LLMRateLimitError, match=r"HTTP 503 and the server asked to wait 3[56]\d\d s"):
+        run_within(20, lambda: llm.summarize(make_requests(1)))
+    server.always = (429, {"Retry-After": "1"}, "{}")
+    with pytest.raises(LLMRateLimitError, match=r"wait 1 s .*max_retry_wait_s=0.5 s"):
+        run_within(20, lambda: backend(server, max_retry_wait_s=0.5).summarize(make_requests(1)))
+
+
+def test_retry_after_within_cap_or_garbage_is_retried(server: FakeLLM) -> None:
+    server.script = {1: (429, {"Retry-After": "0.3"}, "{}"), 2: (503, {"Retry-After": "soon"}, "{}"),
+                     3: (503, {"Retry-After": "-1"}, "{}"), 4: (429, {"Retry-After": "nan"}, "{}")}
+    requests = make_requests(1)
+    start = time.perf_counter()
+    llm = backend(server, concurrency=1, max_retries=4, max_retry_wait_s=0.3)  # a wait equal to the cap is fine
+    assert run_within(20, lambda: llm.summarize(requests)) == expected(requests)
+    assert 0.3 <= time.perf_counter() - start < 5 and len(server.hits) == 5
+    with pytest.raises(ValueError, match="max_retry_wait_s >= 0"):
+        backend(server, max_retry_wait_s=-1.0)
+
+
+def test_retry_after_garbage_and_edge_forms() -> None:
+    assert _retry_after(" 7 ") == 7.0 and _retry_after("0") == 0.0
+    for garbage in ("", "  ", "-5", "nan", "inf", "-inf", "1e3", "0x10", "soon", "12, 13", "Wed, 99 Foo 2015"):
+        assert _retry_after(garbage) is None, garbage
+    assert _retry_after("9" * 400) == float("inf")  # longer than any cap
+    future = email.utils.formatdate(time.time() + 100, usegmt=True)
+    assert 98 <= _retry_after(future) <= 100
+    naive = email.utils.formatdate(time.time() + 100).rsplit(" ", 1)[0] + " -0000"  # no zone: read as GMT
+    assert 98 <= _retry_after(email.utils.format_datetime(email.utils.parsedate_to_datetime(naive))) <= 100
 
 
 def test_summarize_inside_a_running_event_loop(server: FakeLLM) -> None:
