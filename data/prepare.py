@@ -5,11 +5,15 @@
     python data/prepare.py path/to/file.inter      # any file (format inferred, or --format)
     python data/prepare.py data/raw/synthetic/reviews_Synthetic_5.json.gz      # + meta_Synthetic.json.gz beside it
     python data/prepare.py yelp/review.json                # Yelp 2019 (SPEC §2.1), + business.json beside it
+    python data/prepare.py ml-100k/ml-100k.inter           # RecBole, + ml-100k.item beside it
 
 Item text comes from the catalog's ``*_items.jsonl`` table, or for a file from its sibling metadata file
-(``meta_<Cat>.json[.gz]``, ``business.json``); ``--item_text`` names another one.
+(``meta_<Cat>.json[.gz]``, ``business.json``, RecBole ``<name>.item``); ``--item_text`` names another one.
 
 A dataset already converted from the same source content is reused; ``--force`` converts again.
+
+Bad input (a malformed line, a non-UTF-8 byte, a truncated ``.gz``, ...) is reported as one line on stderr,
+``error: <file>:<line>: <what was expected>``, with exit status 1.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from sracl_lightning import processed
 from sracl_lightning.catalog import CATALOG, READERS, infer_item_text_kind, resolve_source
 from sracl_lightning.item_text import TEXT_READERS, ItemTextSource, format_item_text_stats
 from sracl_lightning.sequences import DataFormatError, format_stats
+
+
+def _one_line(err: BaseException) -> str:
+    """The error message on one line (some library messages span several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
                 resolved.name, resolved.path, resolved.format, Path(args.data_root), force=args.force, item_text=text
             )
         except (DataFormatError, FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {_one_line(err)}", file=sys.stderr)
+            return 1
+        except (OSError, EOFError, OverflowError, UnicodeError) as err:
+            # The readers turn bad input into DataFormatError; this is the net for anything they missed, so that the
+            # message still names the dataset instead of ending in a traceback.
+            print(f"error: {dataset}: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
             return 1
         name = resolved.name
         note = CATALOG[name].note if name in CATALOG else ""

@@ -80,7 +80,8 @@ def infer_format(path: Path) -> SourceFormat:
 
 
 def infer_item_text_kind(path: Path) -> ItemTextKind:
-    """Guess how to read an item-text file from its name (``meta_*``, ``*_items.jsonl``, ``business.json``)."""
+    """Guess how to read an item-text file from its name (``meta_*``, ``*_items.jsonl``, ``business.json``, RecBole
+    ``*.item``)."""
     name = Path(path).name
     if name.startswith("meta_") and name.endswith((".json", ".json.gz")):
         return "amazon_meta"
@@ -88,6 +89,8 @@ def infer_item_text_kind(path: Path) -> ItemTextKind:
         return "items_jsonl"
     if _YELP_BUSINESS.fullmatch(name):
         return "yelp_business"
+    if name.endswith(".item"):
+        return "recbole_item"
     raise ValueError(f"cannot tell how to read the item text {path}: pass one of {sorted(TEXT_READERS)} explicitly")
 
 
@@ -105,10 +108,11 @@ def dataset_name(path: Path) -> str:
 
 
 def sibling_item_text(path: Path, source_format: SourceFormat) -> ItemTextSource | None:
-    """The item-text file beside a raw review file, if there is one.
+    """The item-text file beside a raw interaction file, if there is one.
 
     ``reviews_<Cat>[_5].json[.gz]`` -> ``meta_<Cat>.json.gz`` or ``meta_<Cat>.json``; Yelp ``[<prefix>]review.json``
-    -> ``[<prefix>]business.json[.gz]``. Other formats carry no item text.
+    -> ``[<prefix>]business.json[.gz]``; RecBole ``<name>.inter`` -> ``<name>.item`` (the atomic file RecBole keeps
+    item features in). Other formats carry no item text.
     """
     path = Path(path)
     if source_format == "amazon":
@@ -120,6 +124,9 @@ def sibling_item_text(path: Path, source_format: SourceFormat) -> ItemTextSource
         match = _YELP_REVIEW.fullmatch(path.name)
         prefix = (match.group(1) or "") if match else ""
         names, kind = [f"{prefix}business.json", f"{prefix}business.json.gz"], "yelp_business"
+    elif source_format == "recbole":
+        stem = path.name[: -len(".inter")] if path.name.endswith(".inter") else path.stem
+        names, kind = [f"{stem}.item"], "recbole_item"
     else:
         return None
     for name in names:

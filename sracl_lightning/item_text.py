@@ -16,6 +16,8 @@ Readers, each aligned to a dataset's ``item_tokens`` (index = project id, value 
 * :func:`read_amazon_meta`: McAuley 2014 ``meta_<Cat>.json[.gz]``, one strict-JSON or Python-literal dict a line.
 * :func:`read_items_jsonl`: the shared ``<Name>/<Name>_items.jsonl`` tables, keyed by S3-Rec item ids.
 * :func:`read_yelp_business`: Yelp Open Dataset ``business.json``.
+* :func:`read_recbole_item`: a RecBole atomic ``<name>.item`` file (beside ``<name>.inter``), e.g. MovieLens'
+  ``item_id:token  movie_title:token_seq  release_year:token  class:token_seq``; see :data:`RECBOLE_ITEM_FIELDS`.
 
 Items without a metadata line get an all-missing record; a source that matches *none* of the items is an error
 (the wrong file, or ids from another numbering), never an empty table.
@@ -24,7 +26,6 @@ Items without a metadata line get an all-missing record; a source that matches *
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import math
 import re
@@ -33,10 +34,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import polars as pl
+
 from sracl_lightning.atomic import atomic_write
+from sracl_lightning.interaction_logs import (
+    GZIP_ERRORS,
+    check_recbole_tokens,
+    gzip_error,
+    json_line_error,
+    open_maybe_gzip,
+    parse_recbole_floats,
+    read_recbole_frame,
+    read_recbole_header,
+)
 from sracl_lightning.sequences import DataFormatError
 
-ItemTextKind = Literal["amazon_meta", "items_jsonl", "yelp_business"]
+ItemTextKind = Literal["amazon_meta", "items_jsonl", "yelp_business", "recbole_item"]
 
 #: File name of the table inside a processed dataset folder.
 ITEM_TEXT_FILE = "item_text.jsonl"
@@ -82,27 +95,35 @@ def empty_record(item: int, source_id: str) -> ItemText:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(1-based line number, text)``, gunzipping ``.gz`` files; blank lines are skipped."""
+    """Yield ``(1-based line number, text)``, gunzipping ``.gz`` files (and gzip data by any name); blank lines are
+    skipped.
+
+    Text that is not UTF-8 and a truncated or corrupt ``.gz`` are :class:`DataFormatError` naming the line.
+    """
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(path, f"expected UTF-8 text: {err.reason}", line=lineno) from None
-            if text.strip():
-                yield lineno, text
+    lineno, offset = 0, 0
+    try:
+        with open_maybe_gzip(path) as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise json_line_error(path, lineno, raw, err, offset) from None
+                offset += len(raw)
+                if text.strip():
+                    yield lineno, text
+    except GZIP_ERRORS as err:
+        raise gzip_error(path, err, lineno + 1) from None
 
 
 def _parse_object(path: Path, lineno: int, text: str, *, python_literal: bool) -> dict:
     """Parse one line as a JSON object, or (``python_literal``) as a Python dict literal as in the 2014 dumps."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, or e.g. a number of 5,000 digits
         if not python_literal:
-            raise DataFormatError(path, f"expected one JSON object per line: {err.msg}", line=lineno) from None
+            raise json_line_error(path, lineno, text.encode(), err) from None
         try:
             value = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -160,9 +181,18 @@ def _price(path: Path, lineno: int, value: Any) -> float | None:
             value = float(text)
         except ValueError:
             raise DataFormatError(path, f"field 'price': expected a number, got {value!r}", line=lineno) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise DataFormatError(path, f"field 'price': expected a number, got {value!r}", line=lineno)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:30]}... ({len(repr(value))} characters)"
+        raise DataFormatError(path, f"field 'price': expected a number, got {shown}", line=lineno)
     return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    """True for a finite float and for an int a float can hold (``10**400`` would raise OverflowError)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _description(path: Path, lineno: int, obj: dict) -> str | None:
@@ -317,7 +347,7 @@ def read_yelp_business(path: str | Path, item_tokens: list[str | None]) -> list[
         if isinstance(categories, str):
             categories = categories.split(",")
         stars = obj.get("stars")
-        if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int | float)):
+        if stars is not None and (isinstance(stars, bool) or not isinstance(stars, int | float) or not _finite(stars)):
             raise DataFormatError(path, f"field 'stars': expected a number or null, got {stars!r}", line=lineno)
         record.update(title=_string(path, lineno, obj, "title", key="name"),
                       categories=_flatten(path, lineno, categories))
@@ -328,10 +358,153 @@ def read_yelp_business(path: str | Path, item_tokens: list[str | None]) -> list[
     return _read_keyed(path, item_tokens, "business_id", build)
 
 
+#: RecBole ``.item`` fields that fill the standard columns, first match wins (a later match goes to ``extra``).
+RECBOLE_ITEM_FIELDS: dict[str, tuple[str, ...]] = {
+    "title": ("title", "movie_title", "item_title", "name", "item_name", "book_title"),
+    "brand": ("brand",),
+    "categories": ("categories", "category", "class", "genre", "genres"),
+    "price": ("price",),
+    "description": ("description",),
+}
+
+
+def _unquote(value: str) -> str:
+    """A value as pandas' reader (RecBole's) returns it: ``"a ""b"" c"`` -> ``a "b" c``."""
+    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+        return value[1:-1].replace('""', '"')
+    return value
+
+
+def _recbole_value(path: Path, lineno: int, name: str, kind: str, raw: str | None, number: float | None) -> Any:
+    """One field of a ``.item`` row as RecBole holds it: token -> str, token_seq -> list[str] (split on spaces),
+    float -> float, float_seq -> list[float]; missing (and NaN, inf) -> None, or ``[]`` for sequences."""
+    if kind == "float":
+        return number if number is not None and math.isfinite(number) else None
+    text = None if raw is None else _unquote(raw.strip()).strip()
+    if kind == "token":
+        return text or None
+    parts = (text or "").split()
+    if kind == "token_seq":
+        return parts
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        raise DataFormatError(path, f"field {name!r} is typed float_seq: expected numbers, got {raw!r}",
+                              line=lineno) from None
+    return [x if math.isfinite(x) else None for x in numbers]
+
+
+def _recbole_categories(path: Path, lineno: int, kind: str, raw: str | None) -> list[str]:
+    """Categories from a token (one category) or a token_seq: split on commas when there are any (multi-word
+    categories such as ``'Skin Care', 'Face'``, quotes dropped), else on spaces as RecBole splits it."""
+    text = _unquote((raw or "").strip())
+    if kind == "token":
+        parts = [text]
+    elif "," in text:
+        parts = [part.strip().strip("'\"") for part in text.split(",")]
+    else:
+        parts = text.split()
+    return _flatten(path, lineno, parts)
+
+
+def read_recbole_item(path: str | Path, item_tokens: list[str | None], *,
+                      item_field: str = "item_id") -> list[ItemText | None]:
+    """Read a RecBole atomic ``.item`` file (tab-separated, ``name:type`` header) for the items of its ``.inter``.
+
+    It is read as :func:`~sracl_lightning.interaction_logs.read_recbole_inter` reads the ``.inter`` file, with the
+    same checks on the item id token. Fields map to the table by name (:data:`RECBOLE_ITEM_FIELDS`):
+
+    * ``title``, ``movie_title``, ... -> title; a ``token_seq`` title (MovieLens) is joined back with spaces;
+    * ``categories``, ``class``, ``genre``, ... -> categories: a ``token_seq`` splits on spaces as RecBole splits it
+      (MovieLens' ``class``: ``Animation Children's Comedy``), or on commas when the value has any (multi-word
+      Amazon categories); a ``token`` is one category;
+    * ``brand`` -> brand; ``price`` -> price (a ``float``, or a ``token`` such as ``$12.99``); ``description``;
+    * ``sales_type`` with ``sales_rank`` (RecBole's Amazon files) -> ``extra["salesRank"] = {sales_type: rank}``,
+      as :func:`read_amazon_meta` stores ``salesRank``;
+    * every other field -> ``extra`` under its own name (``release_year``: ``"1995"``), as RecBole types it.
+
+    A double-quoted text value loses its quotes, as pandas (RecBole's reader) unquotes it.
+
+    Raises:
+        DataFormatError: on a malformed header, no ``item_id`` token field, a bad item id token, a non-number in a
+            ``float`` field, a wanted item listed twice, text that is not UTF-8, a file without rows, or a file that
+            describes none of the items.
+    """
+    path = Path(path)
+    wanted = _wanted(item_tokens)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    fields = read_recbole_header(path)
+    types = dict(fields)
+    if types.get(item_field) != "token":
+        found = [f"{n}:{t}" for n, t in fields]
+        raise DataFormatError(path, f"header has no token field {item_field!r} (found {found})", line=1)
+    frame = read_recbole_frame(path, fields)
+    if frame.height == 0:
+        raise DataFormatError(path, "no item rows after the header")
+    check_recbole_tokens(path, frame, fields, {item_field: "an item id"})
+    parsed = parse_recbole_floats(path, frame, fields)
+    ids = pl.Series("item", list(wanted.values()), dtype=pl.Int64)
+    keys = pl.Series("key", list(wanted.keys()), dtype=pl.String)
+    rows = frame.with_columns(parsed.select(pl.col(n).alias(f"_num_{n}") for n, k in fields if k == "float")).join(
+        pl.DataFrame([keys, ids]), left_on=item_field, right_on="key", how="inner", maintain_order="left")
+    if rows.height == 0:
+        raise DataFormatError(path, f"none of the {len(wanted):,} items has a row here (matched by {item_field!r}); "
+                                    "is this the .item file of the same dataset?")
+    repeated = rows.filter(pl.col("item").is_duplicated())
+    if repeated.height:
+        first, again = repeated.filter(pl.col("item") == repeated["item"][0])["_line"].head(2).to_list()
+        raise DataFormatError(path, f"{item_field} {repeated[item_field][0]!r} appears again (first on line {first}); "
+                                    "expected one row per item", line=again)
+
+    chosen = {target: next((n for n in names if n in types and n != item_field), None)
+              for target, names in RECBOLE_ITEM_FIELDS.items()}
+    sales = "sales_type" in types and "sales_rank" in types
+    others = [n for n, _ in fields if n != item_field and n not in chosen.values()
+              and not (sales and n in ("sales_type", "sales_rank"))]
+    records: list[ItemText | None] = [None] * len(item_tokens)
+    for row in rows.iter_rows(named=True):
+        item, lineno = row["item"], row["_line"]
+
+        def value(name: str, row: dict = row) -> Any:
+            return _recbole_value(path, row["_line"], name, types[name], row[name], row.get(f"_num_{name}"))
+
+        def text(name: str | None) -> str | None:
+            got = None if name is None else value(name)
+            return (" ".join(got) or None) if isinstance(got, list) else got
+
+        record = empty_record(item, str(item_tokens[item]))
+        record["title"] = text(chosen["title"])
+        record["brand"] = text(chosen["brand"])
+        record["description"] = text(chosen["description"])
+        if chosen["categories"] is not None:
+            record["categories"] = _recbole_categories(path, lineno, types[chosen["categories"]],
+                                                       row[chosen["categories"]])
+        if chosen["price"] is not None:
+            price = chosen["price"]
+            number = row.get(f"_num_{price}")
+            record["price"] = _price(path, lineno, number if types[price] == "float" else text(price))
+        extra: dict[str, Any] = {}
+        if sales:
+            sales_type, sales_rank = value("sales_type"), value("sales_rank")
+            if sales_type is not None and sales_rank is not None:
+                extra["salesRank"] = {" ".join(sales_type) if isinstance(sales_type, list) else sales_type:
+                                      sales_rank}
+        for name in others:
+            extra[name] = value(name)
+        record["extra"] = extra
+        records[item] = record
+    for item in range(1, len(records)):
+        if records[item] is None:
+            records[item] = empty_record(item, str(item_tokens[item]))
+    return records
+
+
 TEXT_READERS: dict[str, Callable[[Path, list[str | None]], list[ItemText | None]]] = {
     "amazon_meta": read_amazon_meta,
     "items_jsonl": read_items_jsonl,
     "yelp_business": read_yelp_business,
+    "recbole_item": read_recbole_item,
 }
 
 

@@ -4,38 +4,69 @@
 * SRA-CL release format (``sracl/<Name>.txt``): one ``user item`` pair per line; each user's lines are
   contiguous and chronological.
 
-Both use positive integer ids. Items are renumbered by ascending source id, which is the identity when the
-source ids are already ``1..N`` (true for every shared file), so item text keyed by source ids stays aligned.
-Users keep file order. Every error names the file and the 1-based line.
+Both use positive integer ids written with the ASCII digits ``0-9`` only (leading zeros allowed: ``01`` is ``1``)
+and below ``2**63``: a sign, an underscore (``1_0``, which ``int`` reads as 10), other Unicode digits (``١``) or
+non-ASCII whitespace between fields are errors. The files must be UTF-8 (in practice ASCII). Items are renumbered by
+ascending source id, which is the identity when the source ids are already ``1..N`` (true for every shared file), so
+item text keyed by source ids stays aligned. Users keep file order. Every error names the file and the 1-based line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from sracl_lightning.interaction_logs import decode_error
 from sracl_lightning.sequences import DataFormatError, Sequences
+
+#: Ids are stored as int64; ``2**63`` and above cannot be.
+ID_LIMIT = 2**63
 
 
 def _parse_id(token: str, path: Path, line: int, field: str) -> int:
-    try:
-        value = int(token)
-    except ValueError:
-        raise DataFormatError(path, f"{field} must be a positive integer, got {token!r}", line=line) from None
+    """One id: ASCII digits only (``int`` alone would also take ``+1``, ``1_0`` and ``١``), ``1 <= id < 2**63``."""
+    if not (token.isascii() and token.isdigit()):
+        raise DataFormatError(path, f"{field} must be a positive integer, got {token!r}", line=line)
+    value = int(token)
     if value < 1:
         raise DataFormatError(path, f"{field} must be a positive integer (0 is padding), got {value}", line=line)
+    if value >= ID_LIMIT:
+        raise DataFormatError(path, f"{field} must be a positive integer below 2**63, got {token}", line=line)
     return value
 
 
-def _open_lines(path: Path):
+def _parse_ids(tokens: list[str], path: Path, line: int, field: str) -> list[int]:
+    """All ids of one line; a single C-level check per line in the common case, the precise per-token one else."""
+    joined = "".join(tokens)
+    if joined.isascii() and joined.isdigit():
+        values = list(map(int, tokens))
+        if min(values) >= 1 and max(values) < ID_LIMIT:
+            return values
+    return [_parse_id(t, path, line, field) for t in tokens]
+
+
+def _open_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(1-based line, whitespace-separated fields)`` of the non-blank lines of a UTF-8 file."""
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
-            text = raw.strip()
-            if text:  # blank lines (e.g. a trailing one) carry nothing
-                yield lineno, text.split()
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise decode_error(path, data, err, offset=0) from None
+    if "\r" in text:  # the line ends text mode accepts: \r\n and a lone \r
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        if not raw.isascii():
+            column, char = next((i, c) for i, c in enumerate(raw, start=1) if not c.isascii())
+            if char.isspace():
+                raise DataFormatError(path, f"non-ASCII whitespace U+{ord(char):04X} at column {column}: fields "
+                                            "must be separated by spaces or tabs", line=lineno)
+        tokens = raw.split()
+        if tokens:  # blank lines (e.g. a trailing one) carry nothing
+            yield lineno, tokens
 
 
 def _renumber(
@@ -59,8 +90,8 @@ def read_s3rec(path: str | Path) -> Sequences:
     """Read an S3-Rec/ICLRec file: one ``user i1 i2 ...`` line per user.
 
     Raises:
-        DataFormatError: on a non-integer or non-positive id, a user listed twice, a user with fewer than
-            3 items, or an empty file.
+        DataFormatError: on an id that is not ASCII digits or not in ``1 .. 2**63 - 1``, a user listed twice, a user
+            with fewer than 3 items, text that is not UTF-8, or an empty file.
     """
     path = Path(path)
     raw_items: list[int] = []
@@ -76,7 +107,7 @@ def read_s3rec(path: str | Path) -> Sequences:
                 line=lineno,
             )
         seen_users[user] = lineno
-        raw_items.extend(_parse_id(t, path, lineno, "item id") for t in tokens[1:])
+        raw_items.extend(_parse_ids(tokens[1:], path, lineno, "item id"))
         user_tokens.append(user)
         lengths.append(len(tokens) - 1)
         first_line.append(lineno)
@@ -91,8 +122,9 @@ def read_sracl(path: str | Path) -> Sequences:
     """Read an SRA-CL release file: one ``user item`` pair per line, each user's lines contiguous.
 
     Raises:
-        DataFormatError: on a line without exactly two fields, a non-integer id, a user whose lines are not
-            contiguous, a user with fewer than 3 items, or an empty file.
+        DataFormatError: on a line without exactly two fields, an id that is not ASCII digits or not in
+            ``1 .. 2**63 - 1``, a user whose lines are not contiguous, a user with fewer than 3 items, text that is not
+            UTF-8, or an empty file.
     """
     path = Path(path)
     raw_items: list[int] = []

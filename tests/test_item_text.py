@@ -289,3 +289,70 @@ def test_shared_item_text_counts(name: str) -> None:
         assert all(r["extra"].get("idgenrec_text_id") for r in records[1:])
     else:
         assert stats["no_text"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ RecBole .item
+
+RECBOLE_INTER = [
+    "user_id:token\titem_id:token\trating:float\ttimestamp:float",
+    "1\t10\t5\t3", "1\t20\t4\t1", "1\t30\t3\t2",
+    "2\t20\t5\t1", "2\t10\t5\t2", "2\t40\t5\t3",
+]
+RECBOLE_ITEM = [
+    "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq",
+    "10\tToy Story (1995)\t1995\tAnimation Children's Comedy",
+    "20\tHeat (1995)\t1995\tAction Crime Thriller",
+    "99\tNot in the interactions\t2000\tDrama",
+    "30\tGoldenEye (1995)\t\tAction",
+]
+
+
+def test_recbole_item_reads_movielens_fields(tmp_path: Path) -> None:
+    """``movie_title`` (token_seq) is the title, ``class`` the categories, other fields go to ``extra``."""
+    path = _write(tmp_path / "ml.item", RECBOLE_ITEM)
+    records = item_text.read_recbole_item(path, [None, "20", "10", "30", "40"])
+    assert records[2] == {**empty_record(2, "10"), "title": "Toy Story (1995)",
+                          "categories": ["Animation", "Children's", "Comedy"], "extra": {"release_year": "1995"}}
+    assert records[3]["title"] == "GoldenEye (1995)" and records[3]["extra"] == {"release_year": None}
+    assert records[4] == empty_record(4, "40")  # no row in the .item file
+    assert item_text_stats(records)["no_text"] == 1
+
+
+def test_recbole_item_of_another_dataset(tmp_path: Path) -> None:
+    """An .item file that describes none of the items is an error, not an all-missing table."""
+    path = _write(tmp_path / "ml.item", RECBOLE_ITEM)
+    _raises_at(lambda: item_text.read_recbole_item(path, [None, "a", "b"]), path, None, "none of the 2 items")
+
+
+def test_recbole_item_without_item_id_field(tmp_path: Path) -> None:
+    """The header must have an ``item_id:token`` field."""
+    path = _write(tmp_path / "ml.item", ["movie_id:token\ttitle:token", "10\tx"])
+    _raises_at(lambda: item_text.read_recbole_item(path, [None, "10"]), path, 1, "no token field 'item_id'")
+
+
+def test_sibling_item_text_of_a_recbole_inter(tmp_path: Path) -> None:
+    """``<name>.item`` beside ``<name>.inter`` is the item text; without it there is none."""
+    inter = _write(tmp_path / "ml-100k.inter", RECBOLE_INTER)
+    assert catalog.sibling_item_text(inter, "recbole") is None
+    _write(tmp_path / "ml-100k.item", RECBOLE_ITEM)
+    assert catalog.sibling_item_text(inter, "recbole") == ItemTextSource(tmp_path / "ml-100k.item", "recbole_item")
+    assert catalog.resolve_source(str(inter), tmp_path).item_text == ItemTextSource(tmp_path / "ml-100k.item",
+                                                                                    "recbole_item")
+
+
+def test_recbole_item_text_end_to_end_through_prepare(tmp_path: Path) -> None:
+    """A .inter + .item pair converts with its item text, which the semantic stage's item text is built from."""
+    from sracl_lightning import processed
+    from sracl_lightning.semantic import item_raw_text
+
+    inter = _write(tmp_path / "ml.inter", RECBOLE_INTER)
+    _write(tmp_path / "ml.item", RECBOLE_ITEM)
+    directory, stats, converted = processed.prepare("ml", inter, "recbole", tmp_path / "processed",
+                                                    item_text=catalog.sibling_item_text(inter, "recbole"))
+    assert converted and stats["item_text_source"]["kind"] == "recbole_item"
+    assert stats["item_text_stats"]["num_items"] == 4 and stats["item_text_stats"]["no_text"] == 1
+    records = load_item_text(directory)
+    # Items are numbered by first appearance in the time-sorted log: 20, 30, 10 (user 1), then 40.
+    assert [r["source_id"] for r in records[1:]] == ["20", "30", "10", "40"]
+    assert item_raw_text(records[1]) == "Title: Heat (1995); Categories: Action > Crime > Thriller"
+    assert item_raw_text(records[4]) == ""

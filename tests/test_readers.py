@@ -505,3 +505,42 @@ def test_yelp_bad_window(tmp_path: Path) -> None:
         read_yelp_reviews(path, start="2020-01-01", end="2019-01-01")
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         read_yelp_reviews(path, start="2019")
+
+
+# ------------------------------------------------------------------------------------------------ id types
+
+
+@pytest.mark.parametrize("chunk", [200_000, 700])
+def test_amazon_numeric_id_among_many_digit_asins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  chunk: int) -> None:
+    """Thousands of digit-only string asins (ISBNs) take the chunk-regex path; a JSON number among them is still
+    found at its line, in any chunk, and string asins are never mistaken for numbers."""
+    monkeypatch.setattr(interaction_logs, "_CHUNK_LINES", chunk)
+    lines = [_review(f"U{i % 7}", str(1_000_000_000 + i), i) for i in range(3_000)]
+    seqs = read_amazon_reviews(_write(tmp_path / "ok.json", lines), min_interactions=0)
+    assert seqs.num_interactions == 3_000 and seqs.item_tokens[1] == "1000000000"
+    lines[2_499] = json.dumps({"reviewerID": "U1", "asin": 1_000_002_499, "unixReviewTime": 5})
+    _raises_at(read_amazon_reviews, _write(tmp_path / "bad.json", lines), 2_500, "field 'asin': expected a string",
+               min_interactions=0)
+
+
+def test_amazon_nested_look_alike_key_is_not_an_error(tmp_path: Path) -> None:
+    """A nested ``"asin": 3`` (not the review's own field) that the chunk regex finds among many digit-only asins
+    is confirmed by the precise parser and accepted."""
+    lines = [_review("A", str(10_000 + i), i, related={"asin": i}) for i in range(2_100)]
+    seqs = read_amazon_reviews(_write(tmp_path / "r.json", lines), min_interactions=0)
+    assert seqs.item_tokens[:3] == [None, "10000", "10001"] and seqs.num_interactions == 2_100
+
+
+def test_recbole_nan_rows_would_have_sorted_last(tmp_path: Path) -> None:
+    """A NaN timestamp has no place in the order (polars sorts it last): refused at its line, naming the column."""
+    rows = [_recbole_row("1", "1", "nan"), _recbole_row("1", "2", "2"), _recbole_row("1", "3", "3")]
+    _raises_at(read_recbole_inter, _write(tmp_path / "bad.inter", [RECBOLE_HEADER, *rows]), 2,
+               "field 'timestamp' (column 4)", "finite", "'nan'")
+
+
+def test_recbole_trailing_space_would_split_a_user(tmp_path: Path) -> None:
+    """``'1 '`` on some lines would be a second user: refused, naming file, line and column."""
+    rows = [_recbole_row("1", str(i), str(i)) for i in range(3)] + [_recbole_row("1 ", "9", "9")]
+    _raises_at(read_recbole_inter, _write(tmp_path / "bad.inter", [RECBOLE_HEADER, *rows]), 5,
+               "field 'user_id' (column 1)", "leading or trailing whitespace", "'1 '")
