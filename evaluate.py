@@ -66,5 +66,10 @@ def evaluate(
 
 
 if __name__ == "__main__":
-    auto_cli(evaluate, as_positional=True)
-    shutdown_process_group()
+    from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
+
+    # A missing or unreadable checkpoint, a bad argument or data that differs from the checkpoint's: one line.
+    try:
+        run_cli(lambda: auto_cli(evaluate, as_positional=True, parser_class=OneLineArgumentParser))
+    finally:
+        shutdown_process_group()

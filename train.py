@@ -6,12 +6,14 @@
         --trainer.precision bf16-mixed
     python train.py --config configs/beauty.yaml --ckpt_path runs/beauty/version_0/checkpoints/last.ckpt
 
-``--help`` lists every argument; configs/default.yaml is always loaded first.
+``--help`` lists every argument; configs/default.yaml is always loaded first. A bad argument or bad data is
+reported as one ``error: ...`` line (exit code 2 for an argument, 1 for data); ``SRACL_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
 
 from sracl_lightning.cli import SRACLCLI
+from sracl_lightning.cli_errors import run_cli
 from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.results import write_results
 
@@ -32,4 +34,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

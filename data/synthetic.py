@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sracl_lightning.atomic import atomic_write
+
 REVIEWS_FILENAME = "reviews_Synthetic_5.json.gz"
 META_FILENAME = "meta_Synthetic.json.gz"
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "raw" / "synthetic"
@@ -939,21 +941,11 @@ def _check_five_core(records: Iterable[dict[str, object]], num_users: int, num_i
 
 
 def _write_gzip_atomic(path: Path, lines: Iterable[str]) -> None:
-    """Writes text lines to a gzip file with a fixed header mtime, atomically via a temporary file and os.replace."""
+    """Writes text lines to a gzip file with a fixed header mtime, atomically (temporary file, then rename)."""
     payload = "".join(line + "\n" for line in lines).encode("utf-8")
     # mtime=0 and no embedded file name make the compressed bytes depend on the content only.
     compressed = gzip.compress(payload, compresslevel=9, mtime=0)
-    # A per-process name in the target directory keeps os.replace atomic; plain open() honours the umask.
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "wb") as handle:
-            handle.write(compressed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_bytes(compressed))
 
 
 def generate(

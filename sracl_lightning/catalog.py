@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sracl_lightning.errors import UsageError
 from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
 from sracl_lightning.item_text import TEXT_READERS, ItemTextKind, ItemTextSource
 from sracl_lightning.sequence_files import read_s3rec, read_sracl
@@ -76,7 +77,7 @@ def infer_format(path: Path) -> SourceFormat:
         return "yelp"
     if name.endswith((".json", ".json.gz")):
         return "amazon"
-    raise ValueError(f"cannot tell the format of {path}: pass one of {sorted(READERS)} explicitly")
+    raise UsageError(f"cannot tell the format of {path}: pass one of {sorted(READERS)} explicitly")
 
 
 def infer_item_text_kind(path: Path) -> ItemTextKind:
@@ -91,7 +92,7 @@ def infer_item_text_kind(path: Path) -> ItemTextKind:
         return "yelp_business"
     if name.endswith(".item"):
         return "recbole_item"
-    raise ValueError(f"cannot tell how to read the item text {path}: pass one of {sorted(TEXT_READERS)} explicitly")
+    raise UsageError(f"cannot tell how to read the item text {path}: pass one of {sorted(TEXT_READERS)} explicitly")
 
 
 def dataset_name(path: Path) -> str:
@@ -164,7 +165,7 @@ def resolve_source(dataset: str, source_root: str | Path, source_format: SourceF
     if path.suffix or path.exists():
         fmt = source_format or infer_format(path)
         return ResolvedDataset(dataset_name(path), path, fmt, sibling_item_text(path, fmt))
-    raise ValueError(f"unknown dataset {dataset!r}: use a file path or one of {sorted(CATALOG)}")
+    raise UsageError(f"unknown dataset {dataset!r}: use a file path or one of {sorted(CATALOG)}")
 
 
 def resolve(dataset: str, source_root: str | Path, source_format: SourceFormat | None = None

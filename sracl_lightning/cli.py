@@ -3,7 +3,8 @@
 * ``data.num_items`` and ``data.semantic_dim`` (the semantic profile's width E) flow into the model once the
   DataModule exists; ``data.max_len`` into ``model.max_len`` at parse time. None is ever typed twice.
 * Checkpointing and early stopping are first-class argument groups (``--checkpoint.*``, ``--early_stopping.*``)
-  with the paper's protocol as defaults: monitor validation MRR@10, patience 10.
+  with the paper's protocol as defaults: monitor validation MRR@10, patience 10. ``last.ckpt`` is written at the end
+  of every epoch, and the RNG states go into every checkpoint, so that resuming continues the run exactly.
 * Without an explicit ``--trainer.logger``, runs log to TensorBoard and CSV under
   ``<trainer.default_root_dir or runs>/<dataset>/``.
 * A rich progress bar is added unless ``--trainer.enable_progress_bar false`` or another bar is configured.
@@ -14,10 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from sracl_lightning.callbacks import EpochEndCheckpoint, RandomState
 from sracl_lightning.catalog import resolve
+from sracl_lightning.cli_errors import CLI_OWNERS, SRACLArgumentParser, rejected_value
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.module import SRACLModule
 
@@ -36,16 +39,24 @@ class SRACLCLI(LightningCLI):
         kwargs["run"] = False
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_class", SRACLArgumentParser)  # parse errors as one line (sracl_lightning.errors)
         default_config = CONFIG_DIR / "default.yaml"
         if default_config.is_file():
             kwargs.setdefault("parser_kwargs", {"default_config_files": [str(default_config)]})
-        super().__init__(SRACLModule, SeqRecDataModule, **kwargs)
+        try:
+            super().__init__(SRACLModule, SeqRecDataModule, **kwargs)
+        except ValueError as err:  # a value a constructor rejects: raise its error, not jsonargparse's wrapper
+            error = rejected_value(err, CLI_OWNERS)
+            if error is err:
+                raise
+            raise error from (err if error.__traceback__ is None else None)  # a new UsageError, or the root cause
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
         parser.link_arguments("data.max_len", "model.init_args.max_len")
         parser.link_arguments("data.semantic_dim", "model.init_args.semantic_dim", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # last.ckpt is the end of the last finished epoch (Lightning's: the last improving one).
+        parser.add_lightning_class_args(EpochEndCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.monitor": MONITOR,
             "checkpoint.mode": "max",
@@ -64,6 +75,10 @@ class SRACLCLI(LightningCLI):
         if trainer.logger is None:
             trainer.logger = default_loggers(self.config)
         callbacks = trainer.callbacks or []
+        # Added here, not in default.yaml, so that a --trainer.callbacks list cannot drop it: resume needs it.
+        rng_state = f"{RandomState.__module__}.{RandomState.__qualname__}"
+        if not any(c.class_path == rng_state for c in callbacks):
+            callbacks = trainer.callbacks = [*callbacks, Namespace(class_path=rng_state)]
         if trainer.enable_progress_bar is not False and not any("ProgressBar" in c.class_path for c in callbacks):
             trainer.callbacks = [*callbacks, Namespace(class_path="lightning.pytorch.callbacks.RichProgressBar")]
 

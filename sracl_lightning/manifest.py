@@ -51,6 +51,11 @@ def array_hash(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def sequences_key(items: np.ndarray, offsets: np.ndarray) -> str:
+    """The data key of a dataset's sequences: every artefact derived from them records it as ``inputs.data``."""
+    return stable_hash({"items": array_hash(items), "offsets": array_hash(offsets)})
+
+
 def manifest_path(artefact: Path) -> Path:
     artefact = Path(artefact)
     return artefact.with_name(artefact.stem + ".manifest.json")

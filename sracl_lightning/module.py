@@ -30,6 +30,13 @@ from torch import Tensor
 
 from sracl_lightning.batch import SeqBatch
 from sracl_lightning.encoder import SequenceEncoder
+from sracl_lightning.errors import (
+    DataMismatchError,
+    InvalidArgumentError,
+    UsageError,
+    check_at_least,
+    check_in_range,
+)
 from sracl_lightning.losses import InfoNCE
 from sracl_lightning.metrics import RankingMetrics
 from sracl_lightning.sasrec import SASRec
@@ -80,8 +87,14 @@ class SRACLModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["user_cl_loss_fn", "item_cl_loss_fn"])
-        if user_cl_weight < 0 or item_cl_weight < 0:
-            raise ValueError(f"CL weights must be >= 0, got α={user_cl_weight}, β={item_cl_weight}")
+        check_at_least("model.init_args.num_items", num_items, 1)
+        check_at_least("model.init_args.max_len", max_len, 1)
+        if not metric_ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in metric_ks):
+            raise InvalidArgumentError("model.init_args.metric_ks", list(metric_ks), "a non-empty list of ints >= 1")
+        check_at_least("model.init_args.user_cl_weight", user_cl_weight, 0)
+        check_at_least("model.init_args.item_cl_weight", item_cl_weight, 0)
+        check_in_range("model.init_args.synthesizer_dropout", synthesizer_dropout, 0, 1, high_inclusive=False)
+        check_in_range("model.init_args.substitution_probability", substitution_probability, 0, 1)
         self.num_items = num_items
         self.max_len = max_len
         self.mask_seen_items = mask_seen_items
@@ -106,7 +119,7 @@ class SRACLModule(L.LightningModule):
     def build_synthesizer(self, semantic_dim: int | None, dropout: float) -> SampleSynthesizer | None:
         """The learnable sample synthesizer of L_CS (Eqs. 6–8)."""
         if semantic_dim is None:
-            raise ValueError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
+            raise UsageError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
                              "--data.semantic_profile (built by data/semantic.py), or user_cl_weight 0")
         return SampleSynthesizer(semantic_dim, self.encoder.hidden_size, attention_dropout=dropout)
 
@@ -115,12 +128,18 @@ class SRACLModule(L.LightningModule):
         return self.encoder(input_ids)
 
     def setup(self, stage: str) -> None:
-        """Fetch the frozen item neighbour table for L_IS from the DataModule's semantic profile."""
+        """Check that the data has this model's items; fetch the frozen item neighbour table for L_IS from the
+        DataModule's semantic profile."""
+        data = self.trainer.datamodule
+        data_items = getattr(data, "num_items", None)
+        if data_items is not None and data_items != self.num_items:
+            raise DataMismatchError(f"the model scores {self.num_items:,} items, but dataset "
+                                    f"{getattr(data, 'name', '?')} has {data_items:,}: a checkpoint of another "
+                                    "dataset or conversion?")
         if stage != "fit" or self.item_cl_weight == 0:
             return
-        data = self.trainer.datamodule
         if data is None or getattr(data, "semantic_profile", None) is None:
-            raise ValueError("the intra-user loss (item_cl_weight > 0) needs item neighbours: set "
+            raise UsageError("the intra-user loss (item_cl_weight > 0) needs item neighbours: set "
                              "--data.semantic_profile (built by data/semantic.py), or item_cl_weight 0")
         table = data.semantic.item_neighbours
         check_item_neighbours(table, self.num_items)
@@ -149,7 +168,7 @@ class SRACLModule(L.LightningModule):
     def user_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
         """L_CS (Eqs. 6–9): InfoNCE between ``h_u`` and its positive ``h⁺_u``."""
         if batch.neighbour_input_ids is None:
-            raise ValueError("L_CS needs training batches with neighbours: set --data.semantic_profile")
+            raise UsageError("L_CS needs training batches with neighbours: set --data.semantic_profile")
         return self.user_cl_loss_fn(self.anchor_hidden(batch, h), self.user_positive(batch))  # (B, D) vs (B, D)
 
     def substituted_views(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -188,7 +207,10 @@ class SRACLModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        try:
+            return self.optimizer_factory(self.parameters())
+        except ValueError as error:  # torch validates lr, betas, ... only here
+            raise UsageError(f"model.init_args.optimizer: {error}") from None
 
     # --------------------------------------------------------------------------------------------- evaluation
     def item_scores(self, h: Tensor) -> Tensor:

@@ -1,16 +1,22 @@
 """The processed on-disk layout: a source file is converted once and reused until it changes.
 
-``<data_root>/<name>/`` holds
+A conversion lives in ``<data_root>/<folder>/``, where the folder is the dataset's name plus a short fingerprint
+of the source's resolved path and format (:func:`folder_name`, e.g. ``beauty-3f2a1c9e``): two sources that share
+a name (``Beauty/Beauty.txt`` and ``sracl/Beauty.txt``, any two ``ratings.inter``) never share a folder. It holds
 
 * ``items.npy``: ``(T,)`` int32, all interactions, user after user, item ids 1..N;
 * ``offsets.npy``: ``(U + 1,)`` int64, user ``u`` owns ``items[offsets[u]:offsets[u + 1]]``;
 * ``id_map.json``: ``{"users": [...], "items": [null, ...]}``, the source id of every user row and item id;
 * ``item_text.jsonl`` (when the dataset has item text): one record per item 1..N, see :mod:`sracl_lightning.item_text`;
-* ``stats.json``: the statistics, the fingerprint of the source it was made from and, with item text, the
-  fingerprint of the text source (``item_text_source``) and its missing-field counts (``item_text_stats``).
+* ``stats.json``: the statistics, the fingerprint of the source it was made from, the sha256, dtype, length and
+  value range of each array and the sha256 of the id map (``files``) and, with item text, the fingerprint of the
+  text source (``item_text_source``) and its missing-field counts (``item_text_stats``).
 
 ``stats.json`` is written last and removed first, so it marks a complete conversion. Every file is written to a
-temporary name and renamed into place, so an interrupted conversion never leaves a half-written file.
+temporary name and renamed into place, so an interrupted conversion never leaves a half-written file. Every
+reuse checks the files against ``stats.json`` (:func:`verify`, one pass over small arrays): a damaged, edited or
+unreadable file means "convert again", and the message says so. :func:`data_identity` is what a checkpoint
+records of its data, so that a model is never evaluated on other data.
 
 NOTE: item text was added without bumping :data:`LAYOUT_VERSION`: the arrays are unchanged, and a version-1 folder
 without the ``item_text_source`` key simply has no item text; asking for text there builds only the text.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +34,33 @@ import numpy as np
 from sracl_lightning.atomic import atomic_write, atomic_write_text
 from sracl_lightning.catalog import READERS
 from sracl_lightning.item_text import ITEM_TEXT_FILE, ItemTextSource, item_text_stats, read_item_text, write_item_text
+from sracl_lightning.manifest import array_hash
 from sracl_lightning.sequences import Sequences
 
-#: Bump when the layout changes; older conversions are then redone.
-LAYOUT_VERSION = 1
+log = logging.getLogger(__name__)
+
+#: Bump when the layout changes; older conversions are then redone. Version 2 records the files' hashes.
+LAYOUT_VERSION = 2
+
+#: The statistics that :func:`verify` recomputes from the arrays and the id map.
+_RECOMPUTED = ("num_users", "num_items", "num_interactions", "avg_length", "min_length", "max_length", "density",
+               "num_train_samples", "num_prefixes")
+
+
+class DamagedConversionError(ValueError):
+    """A processed folder whose files are unreadable or disagree with its ``stats.json``."""
+
+
+def folder_name(name: str, source: str | Path, fmt: str) -> str:
+    """The processed folder of dataset ``name`` read from ``source`` as ``fmt``: name plus 8 hex digits of a
+    sha256 over the format and the source's resolved path."""
+    key = f"{fmt}\0{Path(source).resolve()}".encode()
+    return f"{name}-{hashlib.sha256(key).hexdigest()[:8]}"
+
+
+def dataset_directory(data_root: str | Path, name: str, source: str | Path, fmt: str) -> Path:
+    """Where the conversion of ``source`` (read as ``fmt``) lives under ``data_root``."""
+    return Path(data_root) / folder_name(name, source, fmt)
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -86,8 +116,123 @@ def _text_is_current(stats: dict, directory: Path, text: ItemTextSource) -> bool
 
 
 def read_stats(directory: Path) -> dict | None:
-    path = directory / "stats.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """``stats.json`` of a conversion, or ``None`` when there is none.
+
+    Raises:
+        DamagedConversionError: The file exists but is not a JSON object.
+    """
+    path = Path(directory) / "stats.json"
+    if not path.is_file():
+        return None
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DamagedConversionError(f"{path} is unreadable ({error})") from None
+    if not isinstance(stats, dict):
+        raise DamagedConversionError(f"{path} is not a JSON object")
+    return stats
+
+
+def _array_record(array: np.ndarray) -> dict:
+    return {"sha256": array_hash(array), "dtype": array.dtype.str, "length": int(len(array)),
+            "min": int(array.min()) if len(array) else None, "max": int(array.max()) if len(array) else None}
+
+
+def _id_map_text(sequences: Sequences) -> str:
+    return json.dumps({"users": sequences.user_tokens, "items": sequences.item_tokens})
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise DamagedConversionError(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+
+
+def verify(directory: Path, stats: dict) -> Sequences:
+    """Load a conversion and check every file against ``stats``: hashes, dtypes, lengths, value ranges and the
+    statistics recomputed from the arrays and the id map.
+
+    Returns:
+        The sequences (arrays only, as :func:`load`).
+
+    Raises:
+        DamagedConversionError: A file is missing, unreadable or disagrees with ``stats.json``; the message names it.
+    """
+    directory = Path(directory)
+    files = stats.get("files")
+    if not isinstance(files, dict) or stats.get("layout_version") != LAYOUT_VERSION:
+        raise DamagedConversionError(f"{directory / 'stats.json'} is of another layout version "
+                                     f"({stats.get('layout_version')}, expected {LAYOUT_VERSION})")
+    arrays = {}
+    for name, dtype in (("items", np.int32), ("offsets", np.int64)):
+        path = directory / f"{name}.npy"
+        array = _load_npy(path)
+        recorded = files.get(name) or {}
+        if array.ndim != 1 or array.dtype != dtype:
+            raise DamagedConversionError(f"{path} holds {array.dtype} of shape {array.shape}, expected 1-d "
+                                         f"{np.dtype(dtype)}")
+        if _array_record(array) != recorded:
+            raise DamagedConversionError(f"{path} differs from what {directory / 'stats.json'} records "
+                                         "(content hash, length or value range)")
+        arrays[name] = array
+    id_map_path = directory / "id_map.json"
+    try:
+        id_map_bytes = id_map_path.read_bytes()
+    except OSError as error:
+        raise DamagedConversionError(f"{id_map_path} is unreadable ({error})") from None
+    if hashlib.sha256(id_map_bytes).hexdigest() != (files.get("id_map") or {}).get("sha256"):
+        raise DamagedConversionError(f"{id_map_path} differs from what {directory / 'stats.json'} records")
+    id_map = json.loads(id_map_bytes)
+    items, offsets = arrays["items"], arrays["offsets"]
+    sequences = Sequences(items=items, offsets=offsets, user_tokens=id_map["users"], item_tokens=id_map["items"])
+    if offsets[0] != 0 or offsets[-1] != len(items) or np.any(np.diff(offsets) < 0) or (
+            len(items) and (items.min() < 1 or items.max() > sequences.num_items)):
+        raise DamagedConversionError(f"{directory}: offsets.npy, items.npy and id_map.json are inconsistent")
+    recomputed = sequences.stats()
+    for key in _RECOMPUTED:
+        if stats.get(key) != recomputed[key]:
+            raise DamagedConversionError(f"{directory / 'stats.json'} records {key} = {stats.get(key)!r}, but the "
+                                         f"files give {recomputed[key]!r}")
+    return sequences
+
+
+def data_identity(stats: dict) -> dict:
+    """What a checkpoint records of its data: the dataset, its source's content and the converted files' hashes.
+
+    Two conversions have equal identities exactly when they hold the same sequences under the same id map, read
+    from the same source content. The source's path is left out, so a moved copy of the data is still the data.
+    """
+    files = stats["files"]
+    return {
+        "dataset": stats["name"],
+        "source_format": stats["source"]["format"],
+        "source_sha256": stats["source"]["sha256"],
+        "num_users": stats["num_users"],
+        "num_items": stats["num_items"],
+        "num_interactions": stats["num_interactions"],
+        "items_sha256": files["items"]["sha256"],
+        "offsets_sha256": files["offsets"]["sha256"],
+        "id_map_sha256": files["id_map"]["sha256"],
+    }
+
+
+def describe_identity(identity: dict) -> str:
+    """One readable fingerprint: ``beauty (source sha256 3f2a1c9e4b7d, 22,363 users, 12,101 items, id map 9c...)``."""
+    return (f"{identity.get('dataset')} (source sha256 {str(identity.get('source_sha256'))[:12]}, "
+            f"{identity.get('num_users', 0):,} users, {identity.get('num_items', 0):,} items, "
+            f"id map {str(identity.get('id_map_sha256'))[:12]})")
+
+
+def source_matches(source: Path, sha256: str, stats: dict | None = None) -> bool:
+    """True when ``source`` holds the content with this sha256 (size and mtime recorded in ``stats`` for it spare
+    the hash)."""
+    recorded = (stats or {}).get("source") or {}
+    if recorded.get("sha256") == sha256:
+        st = source.stat()
+        if recorded.get("size") == st.st_size and recorded.get("mtime_ns") == st.st_mtime_ns:
+            return True
+    return file_sha256(source) == sha256
 
 
 def prepare(
@@ -102,7 +247,7 @@ def prepare(
     """Convert ``source`` (and its item text) into ``data_root/name`` unless an up-to-date conversion exists.
 
     Args:
-        name: Folder name under ``data_root``.
+        name: The dataset's name; the folder under ``data_root`` is :func:`folder_name` of it.
         source: The interaction file.
         fmt: Its format, a key of :data:`~sracl_lightning.catalog.READERS`.
         data_root: Where converted datasets live.
@@ -116,14 +261,20 @@ def prepare(
         ``(directory, stats, converted)``, where ``converted`` tells whether any source was (re)read.
     """
     source = Path(source)
-    directory = Path(data_root) / name
+    directory = dataset_directory(data_root, name, source, fmt)
     if item_text is not None and not isinstance(item_text, ItemTextSource):
         item_text = ItemTextSource(*item_text)
     if not source.is_file():
         raise FileNotFoundError(f"source file of dataset {name!r} not found: {source}")
     if item_text is not None and not item_text.path.is_file():
         raise FileNotFoundError(f"item text file of dataset {name!r} not found: {item_text.path}")
-    stats = read_stats(directory)
+    try:
+        stats = read_stats(directory)
+        if stats is not None and not force and _is_current(stats, source, fmt):
+            verify(directory, stats)
+    except DamagedConversionError as error:
+        log.warning(f"[data] {error}; converting {source} again")
+        stats, force = None, True
     if stats is not None and not force and _is_current(stats, source, fmt):
         if item_text is None or _text_is_current(stats, directory, item_text):
             return directory, stats, False
@@ -138,11 +289,14 @@ def prepare(
     # Read everything before touching the folder, so bad input leaves the previous conversion intact.
     sequences = READERS[fmt](source)
     records = read_item_text(item_text, sequences.item_tokens) if item_text is not None else None
+    id_map_text = _id_map_text(sequences)
     stats = {
         **sequences.stats(),
         "name": name,
         "layout_version": LAYOUT_VERSION,
         "source": {**_fingerprint(source, fmt), "sha256": file_sha256(source)},
+        "files": {"items": _array_record(sequences.items), "offsets": _array_record(sequences.offsets),
+                  "id_map": {"sha256": hashlib.sha256(id_map_text.encode("utf-8")).hexdigest()}},
         "item_text_source": None if item_text is None else _text_fingerprint(item_text),
         "item_text_stats": None if records is None else item_text_stats(records),
     }
@@ -151,8 +305,7 @@ def prepare(
     (directory / ITEM_TEXT_FILE).unlink(missing_ok=True)
     _save_npy(directory / "items.npy", sequences.items)
     _save_npy(directory / "offsets.npy", sequences.offsets)
-    atomic_write_text(directory / "id_map.json",
-                      json.dumps({"users": sequences.user_tokens, "items": sequences.item_tokens}))
+    atomic_write_text(directory / "id_map.json", id_map_text)
     if records is not None:
         write_item_text(directory, records)
     atomic_write_text(directory / "stats.json", json.dumps(stats, indent=2) + "\n")
@@ -160,18 +313,27 @@ def prepare(
 
 
 def load(directory: Path) -> Sequences:
-    """Load a converted dataset (arrays only; the id map is read on demand with :func:`load_id_map`)."""
+    """Load a converted dataset, checked against its ``stats.json`` (:func:`verify`).
+
+    Raises:
+        FileNotFoundError: The folder holds no complete conversion.
+        DamagedConversionError: A file is damaged; the next run's :func:`prepare` converts the source again.
+    """
     directory = Path(directory)
     stats = read_stats(directory)
     if stats is None:
         raise FileNotFoundError(f"{directory} holds no complete conversion (stats.json missing)")
-    items = np.load(directory / "items.npy")
-    offsets = np.load(directory / "offsets.npy")
-    if len(items) != stats["num_interactions"] or len(offsets) != stats["num_users"] + 1:
-        raise ValueError(f"{directory}: arrays do not match stats.json; delete the folder to convert again")
-    num_items = int(stats["num_items"])
-    return Sequences(items=items, offsets=offsets, user_tokens=[], item_tokens=[None] * (num_items + 1))
+    try:
+        return verify(directory, stats)
+    except DamagedConversionError as error:
+        raise DamagedConversionError(f"{error}; run again (or python data/prepare.py) to convert the source "
+                                     "again") from None
 
 
 def load_id_map(directory: Path) -> dict[str, list]:
-    return json.loads((Path(directory) / "id_map.json").read_text(encoding="utf-8"))
+    path = Path(directory) / "id_map.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: the conversion is incomplete; run again to convert the "
+                                "source again") from None

@@ -9,11 +9,19 @@ dataset the checkpoint was trained on; ``int`` values in the Python API are the 
 one JSON object per history with its ranked items, each with its source id, score and, where the data has item
 text, its title. Already-seen items are excluded by default (``--exclude_seen false`` keeps them, as the paper's
 evaluation protocol does). Inference uses the backbone alone, in fp32.
+
+The command line writes only results to stdout; logs (the ``[data]`` lines) go to stderr. A bad argument or input is
+one ``error: ...`` line on stderr, exit code 2 for an argument (an unknown item or user on the command line, a bad
+``--k``), 1 for a file (a missing, empty or malformed ``--histories`` file, which is named with its line; an unknown
+item there; an unreadable checkpoint). ``SRACL_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import numbers
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -22,10 +30,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
 from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.errors import InvalidArgumentError, UsageError
 from sracl_lightning.item_text import load_item_text
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.processed import load_id_map
+from sracl_lightning.sequences import DataFormatError
 from sracl_lightning.trained import load_run
 
 ItemKey = str | int
@@ -150,10 +161,21 @@ class Recommender:
                 scores[row, torch.tensor(ids, device=self.device) - 1] = float("-inf")
         return scores
 
+    def check_k(self, k: object) -> int:
+        """``k`` as an ``int``; :class:`InvalidArgumentError` (a ``ValueError``) unless it is an int in 1..N."""
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.num_items:
+            raise InvalidArgumentError("k", k, f"an int in 1..{self.num_items}")
+        return int(k)
+
     def recommend(self, histories: Sequence[Sequence[ItemKey]], k: int = 10) -> list[list[Recommendation]]:
-        """The top-``k`` items for each history, best first (fewer when fewer unseen items remain)."""
-        if not 1 <= k <= self.num_items:
-            raise ValueError(f"k must be in 1..{self.num_items}, got {k}")
+        """The top-``k`` items for each history, best first (fewer when fewer unseen items remain).
+
+        Raises:
+            InvalidArgumentError: ``k`` is not an int in 1..N.
+            KeyError: An unknown source item id.
+            ValueError, TypeError: An empty history, an internal id outside 1..N, an id of another type.
+        """
+        k = self.check_k(k)
         ids = [self.internal_ids(history, where=f"histories[{i}]") for i, history in enumerate(histories)]
         return [ranked for chunk in self._chunks(ids) for ranked in self._top_k(chunk, k)]
 
@@ -181,8 +203,20 @@ class Recommender:
 
 
 def read_histories(path: str | Path) -> list[list[str]]:
-    """One JSON list of source item ids per line; blank lines are skipped."""
+    """One JSON list of source item ids per line; blank lines are skipped.
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataFormatError: A line that is not a JSON list of item ids (named ``file:line``), or no history at all.
+    """
+    return [history for _, history in read_history_lines(path)]
+
+
+def read_history_lines(path: str | Path) -> list[tuple[int, list[str]]]:
+    """:func:`read_histories` with the (1-based) line number of each history."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"histories file not found: {path}")
     histories = []
     with path.open("r", encoding="utf-8") as f:
         for lineno, text in enumerate(f, start=1):
@@ -191,10 +225,17 @@ def read_histories(path: str | Path) -> list[list[str]]:
             try:
                 history = json.loads(text)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: expected a JSON list of item ids: {err.msg}") from None
+                raise DataFormatError(path, f"expected a JSON list of item ids: {err.msg}", line=lineno) from None
             if not isinstance(history, list):
-                raise ValueError(f"{path}:{lineno}: expected a JSON list of item ids, got {type(history).__name__}")
-            histories.append([str(item) for item in history])
+                raise DataFormatError(path, f"expected a JSON list of item ids, got {type(history).__name__}",
+                                      line=lineno)
+            for position, item in enumerate(history):
+                if isinstance(item, bool) or not isinstance(item, str | int):
+                    raise DataFormatError(path, f"history[{position}] is {json.dumps(item)}; item ids are strings "
+                                                "(the dataset's source ids)", line=lineno)
+            histories.append((lineno, [str(item) for item in history]))
+    if not histories:
+        raise DataFormatError(path, "no histories found (an empty file?): expected one JSON list of item ids per line")
     return histories
 
 
@@ -209,7 +250,7 @@ def main(
     data_root: str | None = None,
     device: str = "cpu",
 ) -> None:
-    """Print the top-``k`` recommendations as JSON lines, one per history.
+    """Print the top-``k`` recommendations as JSON lines, one per history; anything else goes to stderr.
 
     Args:
         ckpt_path: A checkpoint written by ``train.py``.
@@ -221,28 +262,60 @@ def main(
         source_root: Override the data's source root stored in the checkpoint.
         data_root: Override where converted datasets are kept.
         device: ``cpu``, ``cuda``, ...
+
+    Raises:
+        UsageError: Nothing to recommend for, a bad ``k``, an unknown item in ``--history`` or user in ``--user``.
+        DataFormatError: A malformed or empty ``--histories`` file, an unknown item in it (named ``file:line``), an
+            unreadable checkpoint.
+        FileNotFoundError: No such checkpoint or histories file.
     """
     if not (history or user or histories):
-        raise SystemExit("nothing to recommend for: give --history, --user or --histories")
-    recommender = Recommender.from_checkpoint(ckpt_path, source_root=source_root, data_root=data_root,
-                                              exclude_seen=exclude_seen, device=device)
-    queries: list[tuple[dict, list[str] | list[int]]] = []
-    try:
+        raise UsageError("nothing to recommend for: give --history, --user or --histories")
+    results = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # whatever loading prints is a log: stdout carries only results
+        lines = read_history_lines(histories) if histories else []  # before the model: a bad file fails fast
+        recommender = Recommender.from_checkpoint(ckpt_path, source_root=source_root, data_root=data_root,
+                                                  exclude_seen=exclude_seen, device=device)
+        k = recommender.check_k(k)
+        queries: list[tuple[dict, list[int]]] = []
         if history:
             items = [item.strip() for item in history.split(",") if item.strip()]
-            queries.append(({"history": items}, items))
+            queries.append(({"history": items}, _ids(recommender, items, "--history")))
         for name in [u.strip() for u in (user or "").split(",") if u.strip()]:
-            queries.append(({"user": name}, recommender.user_history(name)))
-        if histories:
-            queries.extend(({"history": h}, h) for h in read_histories(histories))
-        ranked = recommender.recommend([query for _, query in queries], k)
-    except (KeyError, ValueError, TypeError) as err:
-        raise SystemExit(f"error: {err.args[0] if err.args else err}") from None
+            try:
+                queries.append(({"user": name}, recommender.user_history(name)))
+            except KeyError as err:
+                raise UsageError(f"--user: {err.args[0]}") from None
+        for lineno, items in lines:
+            queries.append(({"history": items}, _ids(recommender, items, "history", (histories, lineno))))
+        ranked = recommender.recommend([ids for _, ids in queries], k)
     for (key, _), items in zip(queries, ranked, strict=True):
-        sys.stdout.write(json.dumps({**key, "recommendations": [asdict(item) for item in items]}) + "\n")
+        results.write(json.dumps({**key, "recommendations": [asdict(item) for item in items]}) + "\n")
+
+
+def _ids(recommender: Recommender, items: list[str], where: str, line: tuple[str, int] | None = None) -> list[int]:
+    """Internal ids of a command-line history (:class:`UsageError`) or a file's (:class:`DataFormatError`)."""
+    try:
+        return recommender.internal_ids(items, where=where)
+    except (KeyError, ValueError, TypeError) as err:
+        message = str(err.args[0]) if err.args else str(err)
+        if line is None:
+            raise UsageError(message) from None
+        raise DataFormatError(line[0], message, line=line[1]) from None
+
+
+def logs_to_stderr() -> None:
+    """Send Lightning's log records (the DataModule's ``[data]`` lines) to stderr, whatever the root logger does."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+        logger.propagate = False
 
 
 if __name__ == "__main__":
     from jsonargparse import auto_cli
 
-    auto_cli(main, as_positional=True)
+    logs_to_stderr()
+    run_cli(lambda: auto_cli(main, as_positional=True, parser_class=OneLineArgumentParser))

@@ -38,7 +38,7 @@ from sracl_lightning.atomic import atomic_write_text
 from sracl_lightning.catalog import SourceFormat, resolve_source
 from sracl_lightning.cooccurrence import cooccurrence_item_embeddings
 from sracl_lightning.llm import PassthroughBackend, ResponseCache, SummaryBackend, summarize_with_cache
-from sracl_lightning.manifest import array_hash, is_fresh, load_array, read_manifest, save_array, stable_hash
+from sracl_lightning.manifest import is_fresh, load_array, read_manifest, save_array, sequences_key, stable_hash
 from sracl_lightning.neighbours import (
     ann_recall,
     combine_exclusions,
@@ -176,7 +176,8 @@ class SemanticStage:
         self.pool_size, self.index = pool_size, index
         self.exclude_same_user, self.exclude_leaking = exclude_same_user, exclude_leaking
         self.threads, self.progress = threads, progress
-        self.out = semantic_dir(data_root, self.name, profile)
+        self.out = semantic_dir(processed.dataset_directory(data_root, self.name, self.source, self.source_format),
+                                profile)
         self.report: dict = {"dataset": self.name, "profile": profile, "steps": {}}
         self._encoder: TextEncoder | None = None
         self._records: list[dict | None] | None = None
@@ -193,8 +194,7 @@ class SemanticStage:
         positions, users = split_positions(self.sequences, "train")
         self.prefix_positions, self.prefix_users = positions, users  # (P,), (P,)
         self.prefix_starts = self.sequences.offsets[:-1][users]  # (P,)
-        self.data_key = stable_hash({"items": array_hash(self.sequences.items),
-                                     "offsets": array_hash(self.sequences.offsets)})
+        self.data_key = sequences_key(self.sequences.items, self.sequences.offsets)
 
     @property
     def records(self) -> list[dict | None]:
@@ -312,7 +312,8 @@ class SemanticStage:
         """``(N + 1, K)`` int32 item ids 1..N; row 0 is -1 (padding has no neighbours)."""
         path = self.out / "item_neighbours.npy"
         params = {"k": self.pool_size, "index": self.index}
-        key = stable_hash({"embeddings": read_manifest(self.out / "item_embeddings.npy")["key"], **params})
+        key = stable_hash({"data": self.data_key, "embeddings": read_manifest(self.out / "item_embeddings.npy")["key"],
+                           **params})
         if is_fresh(path, key):
             return load_array(path, key)
         num_items = len(item_embeddings) - 1
@@ -321,7 +322,8 @@ class SemanticStage:
                                    threads=self.threads, progress=self.progress)  # (N, K)
         table = np.concatenate([np.full((1, self.pool_size), -1, np.int32), table])
         info = self._recall_info(item_embeddings[1:], table[1:], ids=ids)
-        save_array(path, table, kind="item_neighbours", key=key, params=params, info=info)
+        save_array(path, table, kind="item_neighbours", key=key, params=params, inputs={"data": self.data_key},
+                   info=info)
         return table
 
     def user_exclusion(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
@@ -339,14 +341,16 @@ class SemanticStage:
         path = self.out / "user_neighbours.npy"
         params = {"k": self.pool_size, "index": self.index, "exclude_same_user": self.exclude_same_user,
                   "exclude_leaking": self.exclude_leaking}
-        key = stable_hash({"embeddings": read_manifest(self.out / "user_embeddings.npy")["key"], **params})
+        key = stable_hash({"data": self.data_key, "embeddings": read_manifest(self.out / "user_embeddings.npy")["key"],
+                           **params})
         if is_fresh(path, key):
             return load_array(path, key)
         exclude = self.user_exclusion()
         table = nearest_neighbours(user_embeddings, self.pool_size, index=self.index, exclude=exclude,
                                    threads=self.threads, progress=self.progress)  # (P, K)
         info = self._recall_info(user_embeddings, table, exclude=exclude)
-        save_array(path, table, kind="user_neighbours", key=key, params=params, info=info)
+        save_array(path, table, kind="user_neighbours", key=key, params=params, inputs={"data": self.data_key},
+                   info=info)
         return table
 
     def _recall_info(self, vectors: np.ndarray, table: np.ndarray, **rules) -> dict:

@@ -15,16 +15,17 @@ import torch
 from torch import Tensor
 
 from sracl_lightning.batch import SeqBatch
-from sracl_lightning.manifest import load_array, read_manifest
+from sracl_lightning.errors import DataMismatchError
+from sracl_lightning.manifest import load_array, read_manifest, sequences_key
 from sracl_lightning.samples import SequenceSamples, split_positions
 from sracl_lightning.sequences import Sequences
 
 ARTEFACTS = ("prefix_positions", "item_embeddings", "user_embeddings", "item_neighbours", "user_neighbours")
 
 
-def semantic_dir(data_root: str | Path, name: str, profile: str) -> Path:
-    """Where the artefacts of ``profile`` for dataset ``name`` live."""
-    return Path(data_root) / name / "semantic" / profile
+def semantic_dir(dataset_dir: str | Path, profile: str) -> Path:
+    """Where the artefacts of ``profile`` live, inside the dataset's processed folder."""
+    return Path(dataset_dir) / "semantic" / profile
 
 
 @dataclass
@@ -60,23 +61,46 @@ class SemanticTables:
         return int(self.item_neighbours.shape[1])
 
 
-def load_semantic_tables(data_root: str | Path, name: str, profile: str, sequences: Sequences,
+def rebuild_hint(name: str, profile: str) -> str:
+    """The command that (re)builds a profile; the stage reuses what is current and rebuilds the rest."""
+    return (f"rebuild it with the command that made it, e.g. python data/semantic.py --config "
+            f"configs/semantic/{name}.yaml (or --dataset {name} --profile {profile} [...])")
+
+
+def load_semantic_tables(dataset_dir: str | Path, name: str, profile: str, sequences: Sequences,
                          k: int | None = None) -> SemanticTables:
     """Load and cross-check a profile's artefacts against the dataset they must describe.
 
     Args:
+        dataset_dir: The dataset's processed folder (:func:`sracl_lightning.processed.dataset_directory`).
+        name: The dataset's name, for messages.
         k: Keep only the first ``k`` neighbours of each pool (``None``: all that were built).
 
     Raises:
         FileNotFoundError: An artefact is missing or incomplete; the message says which command builds it.
-        ValueError: The artefacts do not match ``sequences`` (another dataset or an older conversion), or the
-            pools are smaller than ``k``.
+        DataMismatchError: An artefact was built for other sequences than ``sequences`` (its manifest records
+            the data key it was made from); the message names both keys and the command that rebuilds it.
+        ValueError: The artefacts do not match ``sequences`` in shape or id range, or the pools are smaller than
+            ``k``.
     """
-    directory = semantic_dir(data_root, name, profile)
-    hint = f"build it with: python data/semantic.py --dataset {name} --profile {profile} [...]"
+    directory = semantic_dir(dataset_dir, profile)
+    hint = rebuild_hint(name, profile)
+    manifests = {}
     for artefact in ARTEFACTS:
-        if read_manifest(directory / f"{artefact}.npy") is None:
-            raise FileNotFoundError(f"{directory / artefact}.npy is missing or incomplete; {hint}")
+        manifests[artefact] = read_manifest(directory / f"{artefact}.npy")
+        if manifests[artefact] is None:
+            raise FileNotFoundError(f"{directory / artefact}.npy is missing or incomplete; "
+                                    + hint.replace("rebuild", "build", 1))
+    # Every artefact records the data it was made from; shapes alone cannot tell reordered sequences apart.
+    expected = sequences_key(sequences.items, sequences.offsets)
+    for artefact, manifest in manifests.items():
+        recorded = (manifest.get("inputs") or {}).get("data") or manifest.get("key")
+        if artefact != "prefix_positions" and "data" not in (manifest.get("inputs") or {}):
+            raise DataMismatchError(f"{directory / artefact}.npy records no data key; {hint}")
+        if recorded != expected:
+            raise DataMismatchError(
+                f"{directory / artefact}.npy was built for data {str(recorded)[:12]}, but dataset {name} now holds "
+                f"data {expected[:12]} (its sequences changed since the profile was built); {hint}")
     arrays = {a: load_array(directory / f"{a}.npy") for a in ARTEFACTS}
 
     positions, _ = split_positions(sequences, "train")

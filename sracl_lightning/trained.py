@@ -2,15 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
+import zipfile
 from pathlib import Path
 
+import torch
+
 from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.errors import DataMismatchError
 from sracl_lightning.module import SRACLModule, load_trained
+from sracl_lightning.sequences import DataFormatError
+
+log = logging.getLogger(__name__)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents (CPU tensors, ``weights_only``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        DataFormatError: The file is empty, truncated or not a checkpoint written by ``train.py``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
+        reason = "empty file" if path.stat().st_size == 0 else f"{type(error).__name__}: {str(error).splitlines()[0]}"
+        raise DataFormatError(path, f"not a readable checkpoint ({reason})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise DataFormatError(path, "not a checkpoint written by train.py (no state_dict or hyper_parameters)")
+    return checkpoint
 
 
 def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root: str | None = None,
              eval_batch_size: int | None = None, **model_overrides: object) -> tuple[SRACLModule, SeqRecDataModule]:
     """Model and DataModule from a checkpoint written by ``train.py``.
+
+    The DataModule carries the checkpoint's data identity: preparing or setting it up refuses a source or a
+    conversion that differs from the data the model was trained on (:class:`DataMismatchError`), before anything
+    is converted.
 
     Args:
         ckpt_path: The checkpoint.
@@ -20,9 +53,18 @@ def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root
         model_overrides: Constructor arguments of the module to override, e.g. ``mask_seen_items``.
     """
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = read_checkpoint(path)
     data_overrides = {key: value for key, value in {"source_root": source_root, "data_root": data_root,
                                                     "eval_batch_size": eval_batch_size}.items()
                       if value is not None}
-    return load_trained(path, **model_overrides), SeqRecDataModule.load_from_checkpoint(path, **data_overrides)
+    model = load_trained(path, **model_overrides)
+    data = SeqRecDataModule.load_from_checkpoint(path, **data_overrides)  # restores the data identity
+    identity = data.expected_identity
+    if identity is None:
+        log.warning(f"{path} records no data identity (written before identities were recorded): the data it is "
+                    "used with cannot be checked")
+    elif identity.get("num_items") != model.num_items:
+        raise DataMismatchError(f"{path}: the model scores {model.num_items:,} items but its data identity "
+                                f"records {identity.get('num_items'):,}")
+    del checkpoint
+    return model, data

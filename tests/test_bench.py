@@ -11,6 +11,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
@@ -20,6 +22,7 @@ def run_script(name: str, *args: str) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
+@pytest.mark.slow  # ~45 s: both bench scripts end to end
 def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     common = ["--dataset", "synthetic", "--data_root", str(tmp_path / "processed"), "--output_dir",
               str(tmp_path / "results"), "--precisions", "32-true", "--warmup", "1", "--steps", "3",

@@ -93,6 +93,7 @@ def last_validation(run_root: Path) -> dict[str, float]:
     return {key: float(value) for key, value in val.items() if key.startswith("val/") and value}
 
 
+@pytest.mark.slow  # ~30 s; the backbone's 1-vs-2-process agreement stays in the default suite
 def test_sracl_one_and_two_processes_train_to_equal_validation_metrics(tmp_path, synthetic_reviews) -> None:
     """1 process and 2 DDP processes with the same global batch (``data.batch_size`` is global: 32 on one rank, 16 on
     each of two) see the same global batches (Lightning's distributed sampler on 1 rank yields the union of the 2

@@ -43,7 +43,8 @@ def _set_mtime(path: Path, mtime_ns: int) -> None:
 def test_prepare_converts_once_then_reuses(source: Path, data_root: Path) -> None:
     """The second call reads nothing and rewrites nothing; both calls return the same stats."""
     directory, stats, converted = processed.prepare("toy", source, "s3rec", data_root)
-    assert converted and directory == data_root / "toy"
+    assert converted and directory == processed.dataset_directory(data_root, "toy", source, "s3rec")
+    assert directory.parent == data_root and directory.name.startswith("toy-")
     assert set(os.listdir(directory)) == LAYOUT_FILES
     before = _mtimes(directory)
     directory2, stats2, converted2 = processed.prepare("toy", source, "s3rec", data_root)
@@ -126,8 +127,8 @@ def test_other_format_is_not_reused(tmp_path: Path, data_root: Path) -> None:
     """The same file registered under another format is converted again (the format is in the fingerprint)."""
     path = tmp_path / "x.txt"
     path.write_text("1 1\n1 2\n1 3\n", encoding="utf-8")
-    processed.prepare("x", path, "sracl", data_root)
-    stats_path = data_root / "x" / "stats.json"
+    directory, _, _ = processed.prepare("x", path, "sracl", data_root)
+    stats_path = directory / "stats.json"
     stats = json.loads(stats_path.read_text(encoding="utf-8"))
     stats["source"]["format"] = "s3rec"
     stats_path.write_text(json.dumps(stats), encoding="utf-8")
@@ -395,7 +396,7 @@ def test_resolve_source_catalog_item_text(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("file_name", "kind"),
     [("meta_Beauty.json.gz", "amazon_meta"), ("Beauty_items.jsonl", "items_jsonl"), ("business.json", "yelp_business"),
-     ("yelp_academic_dataset_business.json", "yelp_business")],
+     ("ml-100k.item", "recbole_item"), ("yelp_academic_dataset_business.json", "yelp_business")],
 )
 def test_infer_item_text_kind(file_name: str, kind: str) -> None:
     assert catalog.infer_item_text_kind(Path(file_name)) == kind
@@ -404,3 +405,97 @@ def test_infer_item_text_kind(file_name: str, kind: str) -> None:
 def test_infer_item_text_kind_unknown() -> None:
     with pytest.raises(ValueError, match="cannot tell how to read"):
         catalog.infer_item_text_kind(Path("stuff.csv"))
+
+
+# ------------------------------------------------------------------------------------------- folder identity
+def test_sources_sharing_a_stem_get_their_own_folders(tmp_path: Path, data_root: Path) -> None:
+    """``a/Beauty.txt`` and ``b/Beauty.txt`` (or one file read in two formats) never overwrite each other."""
+    first, second = tmp_path / "a" / "Beauty.txt", tmp_path / "b" / "Beauty.txt"
+    for path, lines in ((first, TOY_LINES), (second, TOY_LINES[:2])):
+        path.parent.mkdir()
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dir1, stats1, _ = processed.prepare("Beauty", first, "s3rec", data_root)
+    dir2, stats2, _ = processed.prepare("Beauty", second, "s3rec", data_root)
+    assert dir1 != dir2 and dir1.name.startswith("Beauty-") and dir2.name.startswith("Beauty-")
+    assert (stats1["num_users"], stats2["num_users"]) == (3, 2)
+    # Both conversions stay current: neither source is read again.
+    assert not processed.prepare("Beauty", first, "s3rec", data_root)[2]
+    assert not processed.prepare("Beauty", second, "s3rec", data_root)[2]
+    assert processed.load(dir1).num_users == 3
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("1 1\n1 2\n1 3\n", encoding="utf-8")
+    assert processed.dataset_directory(data_root, "pairs", pairs, "sracl") != processed.dataset_directory(
+        data_root, "pairs", pairs, "s3rec")
+
+
+def _zero(path: Path) -> None:
+    np.save(path, np.zeros_like(np.load(path)))
+
+
+def _shuffle(path: Path) -> None:
+    array = np.load(path)
+    np.save(path, np.random.default_rng(0).permutation(array))
+
+
+def _as_float(path: Path) -> None:
+    np.save(path, np.load(path).astype(np.float32))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-5])
+
+
+def _edit_stats(key: str, value: object):
+    def edit(path: Path) -> None:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+        stats[key] = value
+        path.write_text(json.dumps(stats), encoding="utf-8")
+    return edit
+
+
+DAMAGES = [
+    ("items.npy", _zero, "items.npy"),
+    ("items.npy", _shuffle, "items.npy"),
+    ("items.npy", _as_float, "items.npy"),
+    ("items.npy", _truncate, "items.npy"),
+    ("offsets.npy", _zero, "offsets.npy"),
+    ("stats.json", _edit_stats("num_items", 5000), "num_items"),
+    ("stats.json", _edit_stats("num_users", 2), "num_users"),
+    ("stats.json", lambda p: p.write_text("{not json", encoding="utf-8"), "stats.json"),
+    ("id_map.json", lambda p: p.unlink(), "id_map.json"),
+    ("id_map.json", lambda p: p.write_text(p.read_text(encoding="utf-8").replace('"', "'", 2), encoding="utf-8"),
+     "id_map.json"),
+]
+
+
+@pytest.mark.parametrize(("file", "damage", "named"), DAMAGES,
+                         ids=["items-zeroed", "items-shuffled", "items-float", "items-truncated", "offsets-zeroed",
+                              "stats-num_items", "stats-num_users", "stats-unreadable", "id_map-missing",
+                              "id_map-edited"])
+def test_damaged_files_are_refused_then_converted_again(source: Path, data_root: Path, caplog, file: str, damage,
+                                                        named: str) -> None:
+    """Any damaged, edited or unreadable file of a conversion: ``load`` names it, ``prepare`` converts again."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    expected = processed.load(directory)
+    damage(directory / file)
+    with pytest.raises(processed.DamagedConversionError, match=named):
+        processed.load(directory)
+    with caplog.at_level("WARNING"):
+        _, stats2, converted = processed.prepare("toy", source, "s3rec", data_root)
+    assert converted
+    assert any(named in r.getMessage() and "converting" in r.getMessage() for r in caplog.records)
+    again = processed.load(directory)
+    assert np.array_equal(again.items, expected.items) and np.array_equal(again.offsets, expected.offsets)
+    assert {k: v for k, v in stats2.items() if k != "source"} == {k: v for k, v in stats.items() if k != "source"}
+
+
+def test_stats_json_records_the_files(source: Path, data_root: Path) -> None:
+    """``stats.json`` records each array's hash, dtype, length and value range, and the id map's hash."""
+    directory, stats, _ = processed.prepare("toy", source, "s3rec", data_root)
+    items = np.load(directory / "items.npy")
+    assert stats["files"]["items"] == {"sha256": processed.array_hash(items), "dtype": "<i4", "length": len(items),
+                                       "min": 1, "max": stats["num_items"]}
+    assert stats["files"]["id_map"]["sha256"] == hashlib.sha256((directory / "id_map.json").read_bytes()).hexdigest()
+    identity = processed.data_identity(stats)
+    assert identity["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert identity["num_items"] == stats["num_items"] and "path" not in identity

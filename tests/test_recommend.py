@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
+import runpy
+import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from sracl_lightning.errors import InvalidArgumentError, UsageError
 from sracl_lightning.item_text import load_item_text
-from sracl_lightning.recommend import Recommender, main
+from sracl_lightning.recommend import Recommender, main, read_histories
+from sracl_lightning.sequences import DataFormatError
+from tests.conftest import REPO_ROOT
 from tests.test_cli import load_script, tiny_args
 
 
@@ -93,6 +100,10 @@ def test_bad_input_names_what_is_wrong(recommender):
         recommender.recommend([good[0]])
     with pytest.raises(ValueError, match="k must be"):
         recommender.recommend([good], k=0)
+    for k in (2.5, True, "3", recommender.num_items + 1):
+        with pytest.raises(InvalidArgumentError, match=rf"got {k!r}: k must be an int in 1\.\.{recommender.num_items}"):
+            recommender.recommend_one(good, k=k)
+    assert len(recommender.recommend_one(good, k=np.int64(3))) == 3  # any integral type
     with pytest.raises(KeyError, match="unknown user 'nobody'"):
         recommender.recommend_users(["nobody"])
 
@@ -110,9 +121,85 @@ def test_cli_prints_one_json_line_per_history(checkpoint, recommender, tmp_path,
         assert set(line["recommendations"][0]) == {"item", "source_id", "score", "title"}
 
     path.write_text('["a", "b"]\n{"not": "a list"}\n')
-    with pytest.raises(SystemExit, match=r"histories.jsonl:2: expected a JSON list"):
+    with pytest.raises(DataFormatError, match=r"histories.jsonl:2: expected a JSON list"):
         main(checkpoint, histories=str(path))
-    with pytest.raises(SystemExit, match=r"unknown item 'NOPE'"):
+    with pytest.raises(UsageError, match=r"--history\[1\]: unknown item 'NOPE'"):
         main(checkpoint, history=f"{first[0]},NOPE")
-    with pytest.raises(SystemExit, match="nothing to recommend"):
+    with pytest.raises(UsageError, match="nothing to recommend"):
         main(checkpoint)
+
+
+def test_histories_files_are_checked_line_by_line(checkpoint, recommender, tmp_path) -> None:
+    good = source_history(recommender, 0)
+    path = tmp_path / "histories.jsonl"
+    with pytest.raises(FileNotFoundError, match=f"histories file not found: {path}"):
+        read_histories(path)
+    path.write_text("\n  \n")
+    with pytest.raises(DataFormatError, match=f"{path}: no histories found"):
+        read_histories(path)
+    path.write_text(json.dumps(good) + "\n[\"B00\", \n")
+    with pytest.raises(DataFormatError, match=f"{path}:2: expected a JSON list of item ids"):
+        read_histories(path)
+    path.write_text(json.dumps(good) + "\n" + json.dumps([good[0], {"id": 1}]) + "\n")
+    with pytest.raises(DataFormatError, match=rf'{path}:2: history\[1\] is {{"id": 1}}; item ids are strings'):
+        read_histories(path)
+    # Unknown items are an error naming the file and line, never silently dropped.
+    path.write_text(json.dumps(good) + "\n\n" + json.dumps([good[0], "NOPE"]) + "\n")
+    with pytest.raises(DataFormatError, match=rf"{path}:3: history\[1\]: unknown item 'NOPE'"):
+        main(checkpoint, histories=str(path))
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run ``python -m sracl_lightning.recommend ARGS`` in this process: its exit code and stderr's non-log lines."""
+    saved = {name: (logger.handlers[:], logger.propagate) for name in ("lightning.pytorch", "lightning.fabric")
+             for logger in [logging.getLogger(name)]}
+
+    def run(*args: str) -> tuple[int, list[str]]:
+        monkeypatch.setattr(sys, "argv", ["recommend", *args])
+        monkeypatch.delenv("SRACL_DEBUG", raising=False)
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module("sracl_lightning.recommend", run_name="__main__")
+        err = capsys.readouterr().err.splitlines()
+        return exit_info.value.code, [line for line in err if line.strip() and not line.startswith("[data]")]
+
+    yield run
+    for name, (handlers, propagate) in saved.items():
+        logging.getLogger(name).handlers[:] = handlers
+        logging.getLogger(name).propagate = propagate
+
+
+@pytest.mark.filterwarnings("ignore:'sracl_lightning.recommend' found in sys.modules:RuntimeWarning")
+def test_cli_errors_are_one_line(checkpoint, recommender, tmp_path, cli) -> None:
+    good = ",".join(source_history(recommender, 0))
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(b"")
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n")
+    cases = [
+        ([str(broken), "--history", good], 1, f"error: {broken}: not a readable checkpoint"),
+        ([str(tmp_path / "gone.ckpt"), "--history", good], 1, f"error: checkpoint not found: {tmp_path / 'gone.ckpt'}"),
+        ([checkpoint, "--histories", str(tmp_path / "missing.jsonl")], 1, "error: histories file not found: "),
+        ([checkpoint, "--histories", str(blank)], 1, f"error: {blank}: no histories found"),
+        ([checkpoint, "--history", good, "--k", "2.5"], 2, "error: k: expected int, got '2.5'"),
+        ([checkpoint, "--history", good, "--k", "0"], 2, "error: got 0: k must be an int in 1.."),
+        ([checkpoint, "--user", "nobody"], 2, "error: --user: unknown user 'nobody'"),
+        ([checkpoint], 2, "error: nothing to recommend for"),
+    ]
+    for args, code, start in cases:
+        exit_code, err = cli(*args)
+        assert (exit_code, len(err)) == (code, 1) and err[0].startswith(start), (args, err)
+
+
+def test_cli_stdout_is_only_json_even_when_the_root_logger_writes_to_stdout(checkpoint, recommender) -> None:
+    """Lightning propagates its records to a configured root logger (here one on stdout, as many apps set up);
+    the CLI still keeps its ``[data]`` lines off stdout, which carries only the JSON results."""
+    history = ",".join(source_history(recommender, 0))
+    code = ("import logging, runpy, sys; logging.basicConfig(stream=sys.stdout, level=logging.INFO); "
+            f"sys.argv = ['recommend', {checkpoint!r}, '--history', {history!r}, '--k', '3']; "
+            "runpy.run_module('sracl_lightning.recommend', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 and len(json.loads(lines[0])["recommendations"]) == 3, run.stdout
+    assert "[data]" in run.stderr

@@ -15,11 +15,13 @@ import torch
 
 from sracl_lightning import semantic as semantic_module
 from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.errors import DataMismatchError
 from sracl_lightning.llm import SummaryBackend
-from sracl_lightning.manifest import read_manifest
+from sracl_lightning.manifest import read_manifest, sequences_key
 from sracl_lightning.samples import split_positions
 from sracl_lightning.semantic import SemanticStage, item_raw_text
 from sracl_lightning.semantic_tables import load_semantic_tables
+from sracl_lightning.sequences import Sequences
 from tests.conftest import REPO_ROOT
 
 torch.set_num_threads(1)
@@ -64,7 +66,7 @@ def test_builds_every_artefact_with_the_documented_shapes(stage_args):
     report = stage.run()
     seqs = stage.sequences
     n, p = seqs.num_items, len(split_positions(seqs, "train")[0])
-    tables = load_semantic_tables(stage_args["data_root"], stage.name, "test", seqs)
+    tables = load_semantic_tables(stage.directory, stage.name, "test", seqs)
 
     assert tables.item_embeddings.shape == (n + 1, 384) and tables.user_embeddings.shape == (p, 384)
     assert torch.all(tables.item_embeddings[0] == 0)
@@ -88,7 +90,7 @@ def test_builds_every_artefact_with_the_documented_shapes(stage_args):
 def test_neighbours_are_the_exact_cosine_top_k(stage_args):
     stage = SemanticStage(**stage_args)
     stage.run()
-    tables = load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+    tables = load_semantic_tables(stage.directory, stage.name, "test", stage.sequences)
     emb = torch.nn.functional.normalize(tables.item_embeddings[1:], dim=1)
     sims = emb @ emb.T
     sims.fill_diagonal_(-2.0)
@@ -123,9 +125,9 @@ def test_interrupted_write_is_rebuilt_not_trusted(stage_args):
     # A crash between the array and its manifest leaves no manifest: the artefact counts as missing.
     (stage.out / "user_neighbours.manifest.json").unlink()
     with pytest.raises(FileNotFoundError, match="user_neighbours"):
-        load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+        load_semantic_tables(stage.directory, stage.name, "test", stage.sequences)
     SemanticStage(**stage_args).run()
-    load_semantic_tables(stage_args["data_root"], stage.name, "test", stage.sequences)
+    load_semantic_tables(stage.directory, stage.name, "test", stage.sequences)
 
 
 def test_same_user_and_leakage_exclusions(stage_args):
@@ -230,8 +232,25 @@ def test_tables_of_another_dataset_are_refused(stage_args, tmp_path):
     other = stage.sequences
     other.offsets = other.offsets.copy()
     other.offsets[1] += 1  # a different split of users: prefixes no longer match
-    with pytest.raises(ValueError, match="prefix_positions"):
-        load_semantic_tables(stage_args["data_root"], stage.name, "test", other)
+    with pytest.raises(DataMismatchError, match="prefix_positions.npy was built for data"):
+        load_semantic_tables(stage.directory, stage.name, "test", other)
+
+
+def test_profile_of_changed_sequences_is_refused_with_both_keys(stage_args):
+    """Reversed sequences keep every shape and id range; only the manifests' data key tells the profile is stale."""
+    stage = SemanticStage(**stage_args)
+    stage.run()
+    seqs = stage.sequences
+    reversed_items = np.concatenate([seqs.sequence(u)[::-1] for u in range(seqs.num_users)])
+    changed = Sequences(items=reversed_items, offsets=seqs.offsets, user_tokens=seqs.user_tokens,
+                        item_tokens=seqs.item_tokens)
+    old_key = read_manifest(stage.out / "user_neighbours.npy")["inputs"]["data"]
+    new_key = sequences_key(changed.items, changed.offsets)
+    with pytest.raises(DataMismatchError) as error:
+        load_semantic_tables(stage.directory, stage.name, "test", changed)
+    message = str(error.value)
+    assert old_key[:12] in message and new_key[:12] in message
+    assert "python data/semantic.py" in message and "--profile test" in message
 
 
 def _load_cli():
