@@ -23,10 +23,10 @@ from sracl_lightning.catalog import resolve
 from sracl_lightning.cli_errors import CLI_OWNERS, SRACLArgumentParser, rejected_value
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.module import SRACLModule
+from sracl_lightning.resources import default_config
 
-#: The metric that selects checkpoints and stops training (SPEC §2.2: the released code uses MRR@10).
+#: The metric that selects checkpoints and stops training (docs/method.md#evaluation: the released code uses MRR@10).
 MONITOR = "val/mrr@10"
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class SRACLCLI(LightningCLI):
@@ -40,9 +40,8 @@ class SRACLCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_class", SRACLArgumentParser)  # parse errors as one line (sracl_lightning.errors)
-        default_config = CONFIG_DIR / "default.yaml"
-        if default_config.is_file():
-            kwargs.setdefault("parser_kwargs", {"default_config_files": [str(default_config)]})
+        if "parser_kwargs" not in kwargs:  # configs/default.yaml, shipped with the package (a missing one raises)
+            kwargs["parser_kwargs"] = {"default_config_files": [str(default_config())]}
         try:
             super().__init__(SRACLModule, SeqRecDataModule, **kwargs)
         except ValueError as err:  # a value a constructor rejects: raise its error, not jsonargparse's wrapper
