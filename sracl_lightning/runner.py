@@ -8,8 +8,9 @@
 A table spec (``configs/tables/*.yaml``) lists rows; each row is a list of config files (``{dataset}`` is replaced
 by the dataset's name), optional extra ``train.py`` arguments, optionally the datasets it applies to (``only``),
 and the paper's numbers. Each run lives in ``<out_root>/<table>/<dataset>/<row>/seed<S>/`` with a ``run.json``
-holding its arguments and a key: the hash of the arguments and of the contents of every config file they name
-(and of ``configs/default.yaml``, which ``train.py`` always loads); the code's commit is recorded beside it.
+holding its arguments and a key: the hash of the run's resolved configuration (``configs/default.yaml``, every
+config file and every argument, merged by ``train.py``'s own parser; values equal to a constructor's default left out),
+so a comment or a moved file changes nothing; the code's commit is recorded beside it.
 
 * A run whose ``run.json`` key matches and which holds a ``test_metrics.json`` is done and skipped.
 * A run started with the same key but unfinished resumes from its newest ``last.ckpt`` (or starts over).
@@ -28,7 +29,10 @@ trained again, but only where the record's key equals this plan's key for that (
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
+import inspect
 import json
 import os
 import re
@@ -44,10 +48,14 @@ from typing import IO, Literal
 import yaml
 
 from sracl_lightning.atomic import atomic_write_text
+from sracl_lightning.resources import default_config, packaged_config
 from sracl_lightning.tables import TABLE_METRICS, RunResult, read_run_result, summarize, to_csv, to_markdown
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-#: The paper's runs use seed 2024 (configs/default.yaml); further seeds follow it.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+#: Where runs start and config paths are relative to: the checkout the package lives in, or (an installed package)
+#: the current directory; a config path found in neither names a shipped config (sracl_lightning.resources).
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "configs" / "default.yaml").is_file() else Path.cwd()
+#: The released code's seed is 2024 (configs/default.yaml; the paper gives none); further seeds follow it.
 DEFAULT_SEEDS = (2024, 2025, 2026, 2027, 2028)
 RunState = Literal["done", "partial", "changed", "new"]
 
@@ -139,20 +147,88 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("w/o", "wo")).strip("_")
 
 
-def run_key(args: Sequence[str], root: Path) -> str:
-    """Hash of the arguments and of the contents of every config file they name, and of ``configs/default.yaml``,
-    which ``train.py`` always loads first."""
-    contents = {}
-    default = REPO_ROOT / "configs" / "default.yaml"
-    if default.is_file():
-        contents["<default>"] = hashlib.sha256(default.read_bytes()).hexdigest()
-    for flag, value in zip(args, args[1:], strict=False):
-        if flag == "--config":
-            path = (root / value) if not Path(value).is_absolute() else Path(value)
+@functools.cache
+def _train_parser():
+    """``train.py``'s argument parser, without ``configs/default.yaml`` as an implicit default (the key names it)."""
+    from sracl_lightning.cli import SRACLCLI
+
+    class ParserBuilt(Exception):
+        def __init__(self, parser) -> None:
+            self.parser = parser
+
+    class ParserOnly(SRACLCLI):
+        def parse_arguments(self, parser, args) -> None:
+            raise ParserBuilt(parser)
+
+    try:
+        ParserOnly(args=[], parser_kwargs={"default_config_files": []})
+    except ParserBuilt as built:
+        return built.parser
+    raise RuntimeError("SRACLCLI built no parser")
+
+
+#: Keys of the resolved configuration that say where a run is, not what it is.
+_NOT_CONFIGURATION = ("config", "ckpt_path", "trainer.default_root_dir")
+
+
+def resolved_config(args: Sequence[str], root: Path) -> dict:
+    """The configuration ``train.py`` runs with these arguments: ``configs/default.yaml`` and every ``--config``
+    merged and every argument applied by ``train.py``'s own parser, with the values that equal a constructor's default
+    left out (so a new argument with a default changes nothing), and without the run folder.
+
+    Args:
+        args: ``train.py`` arguments; config paths are relative to ``root``.
+        root: The working directory of the runs.
+    """
+    absolute = list(args)
+    for index in range(len(absolute) - 1):
+        if absolute[index] == "--config":
+            path = Path(absolute[index + 1])
+            path = path if path.is_absolute() else root / path
             if not path.is_file():
-                raise FileNotFoundError(f"config file not found: {path}")
-            contents[value] = hashlib.sha256(path.read_bytes()).hexdigest()
-    payload = json.dumps({"args": list(args), "configs": contents}, sort_keys=True)
+                path = Path(packaged_config(absolute[index + 1]))
+            if not path.is_file():
+                raise FileNotFoundError(f"config file not found: {root / absolute[index + 1]}")
+            absolute[index + 1] = str(path)
+    parser = _train_parser()
+    namespace = parser.parse_args(["--config", str(default_config()), *absolute])
+    for key in _NOT_CONFIGURATION:
+        if key in namespace:
+            del namespace[key]
+    return _drop_signature_defaults(json.loads(parser.dump(namespace, skip_default=True, format="json")))
+
+
+def _drop_signature_defaults(node: object) -> object:
+    """Remove, under every ``class_path``, the ``init_args`` equal to that class's signature default (jsonargparse
+    keeps them for nested classes), so that a library adding an argument with a default changes no key."""
+    if isinstance(node, list):
+        return [_drop_signature_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _drop_signature_defaults(value) for key, value in node.items()}
+    if isinstance(node.get("class_path"), str) and isinstance(node.get("init_args"), dict):
+        module, _, name = node["class_path"].rpartition(".")
+        try:
+            parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+        except (ImportError, AttributeError, TypeError, ValueError):
+            return node
+        kept = {}
+        for key, value in node["init_args"].items():
+            default = parameters[key].default if key in parameters else inspect.Parameter.empty
+            try:
+                same = default is not inspect.Parameter.empty and json.loads(json.dumps(default)) == value
+            except TypeError:
+                same = False
+            if not same:
+                kept[key] = value
+        node = {**node, "init_args": kept} if kept else {k: v for k, v in node.items() if k != "init_args"}
+    return node
+
+
+def run_key(args: Sequence[str], root: Path) -> str:
+    """Hash of the resolved configuration of a run (:func:`resolved_config`): a comment or a file move in a config
+    changes nothing, a changed value or class changes the key."""
+    payload = json.dumps(resolved_config(args, root), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -320,7 +396,7 @@ class Runner:
                  env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
-        self.train_command = list(train_command or [sys.executable, str(REPO_ROOT / "train.py")])
+        self.train_command = list(train_command or [sys.executable, "-m", "sracl_lightning.train"])
         self.jobs = jobs
         self.env = dict(env or {})
         self.rerun_changed = rerun_changed

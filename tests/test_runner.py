@@ -11,22 +11,25 @@ import pytest
 from sracl_lightning.runner import Runner, load_table_spec, match_records, plan, read_records, slug, state, write_table
 from tests.conftest import REPO_ROOT
 
-# A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's config
-# ("bonus: x" in it), appends its arguments to calls.jsonl, and fails when a config says "fail: true".
+pytestmark = pytest.mark.integration
+
+# A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's configs (real
+# train.py configs: their model.init_args.item_cl_weight is a bonus on every metric), appends its arguments to
+# calls.jsonl, and fails when a config sets trainer.max_steps to 3.
 FAKE_TRAIN = """\
 import json, sys, time
 from pathlib import Path
+import yaml
 args = sys.argv[1:]
 value = lambda flag: args[args.index(flag) + 1] if flag in args else None
-configs = [Path(args[i + 1]) for i, a in enumerate(args) if a == "--config"]
-text = "".join(c.read_text() for c in configs)
+configs = [yaml.safe_load(Path(args[i + 1]).read_text()) or {} for i, a in enumerate(args) if a == "--config"]
 with open(Path(__file__).with_name("calls.jsonl"), "a") as f:
     f.write(json.dumps(args) + "\\n")
 time.sleep(0.3)
-if "fail: true" in text:
+if any(c.get("trainer", {}).get("max_steps") == 3 for c in configs):
     sys.exit(3)
 seed = int(value("--seed_everything"))
-bonus = sum(float(line.split(":")[1]) for line in text.splitlines() if line.startswith("bonus:"))
+bonus = sum(c.get("model", {}).get("init_args", {}).get("item_cl_weight", 0.0) for c in configs)
 out = Path(value("--trainer.default_root_dir")) / "fake" / "version_0"
 out.mkdir(parents=True, exist_ok=True)
 (out / "checkpoints").mkdir(exist_ok=True)
@@ -36,11 +39,16 @@ metrics = {m: 0.1 + bonus + 0.001 * (seed % 7) for m in ("hr@10", "ndcg@10", "hr
 """
 
 
+def _weight(value: float, comment: str = "") -> str:
+    """A train.py config setting β (the fake trainer's bonus)."""
+    return f"{comment}model:\n  init_args:\n    item_cl_weight: {value}\n"
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     (tmp_path / "train_fake.py").write_text(FAKE_TRAIN)
-    (tmp_path / "base_{}.yaml".format("toy")).write_text("bonus: 0.0\n")
-    (tmp_path / "cl.yaml").write_text("bonus: 0.01\n")
+    (tmp_path / "base_{}.yaml".format("toy")).write_text(_weight(0.0))
+    (tmp_path / "cl.yaml").write_text(_weight(0.01))
     (tmp_path / "table.yaml").write_text(
         "title: Toy table\ndatasets: [toy]\nbaseline: w/o CL\nrows:\n"
         "  - name: w/o CL\n    configs: ['base_{dataset}.yaml']\n"
@@ -97,7 +105,7 @@ def test_a_changed_configuration_is_never_reused_silently(project):
     spec = load_table_spec(project / "table.yaml")
     runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
     runner(project).run(runs)
-    (project / "cl.yaml").write_text("bonus: 0.02\n")  # the SRA-CL row's config changes
+    (project / "cl.yaml").write_text(_weight(0.02))  # the SRA-CL row's config changes
     changed = plan(spec, seeds=[1], out_root=project / "out", root=project)
     assert [state(r) for r in changed] == ["done", "changed"]
     with pytest.raises(RuntimeError, match=r"(?s)another configuration.*sra_cl/seed1"):
@@ -145,7 +153,7 @@ def test_a_record_made_with_another_configuration_is_refused(project):
     runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
     runner(project).run(runs)
     *_, jsonl = write_table(spec, runs, project / "shipped")
-    (project / "cl.yaml").write_text("bonus: 0.02\n")
+    (project / "cl.yaml").write_text(_weight(0.02))
     changed = plan(spec, seeds=[1], out_root=project / "fresh", root=project)
     with pytest.raises(ValueError, match=r"shipped\.runs\.jsonl:2: the record of toy/SRA-CL/seed 1 was made with "
                                          r"another configuration"):
@@ -193,7 +201,7 @@ def test_extra_arguments_are_part_of_the_key(project):
 
 
 def test_parallel_jobs_and_failures_are_reported(project):
-    (project / "broken.yaml").write_text("fail: true\n")
+    (project / "broken.yaml").write_text("trainer:\n  max_steps: 3\n")
     (project / "table.yaml").write_text((project / "table.yaml").read_text()
                                         + "  - name: Broken\n    configs: [broken.yaml]\n")
     spec = load_table_spec(project / "table.yaml")
@@ -239,3 +247,19 @@ def test_real_train_py_runs_and_tabulates(tmp_path, synthetic_reviews):
     assert "| 2 |" in row and "mask_seen_items=False" in md.read_text()
     first, second = (json.loads(next(r.directory.rglob("test_metrics.json")).read_text()) for r in runs)
     assert first["metrics"] != second["metrics"], "the two seeds trained the same model"
+
+
+def test_run_key_is_the_resolved_configuration_not_the_file_bytes(project) -> None:
+    """A comment, a reformatting or a move of a value into another file keeps the key; a changed value does not."""
+    spec = load_table_spec(project / "table.yaml")
+    key = plan(spec, seeds=[1], root=project)[1].key
+    (project / "cl.yaml").write_text(_weight(0.01, comment="# Table 2, SRA-CL row; a comment fix\n"))
+    assert plan(spec, seeds=[1], root=project)[1].key == key
+    (project / "cl.yaml").write_text("model: {init_args: {item_cl_weight: 0.01}}\n")
+    assert plan(spec, seeds=[1], root=project)[1].key == key
+    # The same value now comes from base_toy.yaml; cl.yaml restates a value default.yaml already sets.
+    (project / "cl.yaml").write_text("trainer:\n  max_epochs: 100\n")
+    (project / "base_toy.yaml").write_text(_weight(0.01))
+    assert plan(spec, seeds=[1], root=project)[1].key == key
+    (project / "cl.yaml").write_text(_weight(0.02))
+    assert plan(spec, seeds=[1], root=project)[1].key != key
