@@ -70,6 +70,7 @@ def sleeper():
     proc.wait()
 
 
+@pytest.mark.unit
 def test_write_replaces_and_leaves_nothing_behind(tmp_path: Path) -> None:
     target = tmp_path / "sub" / "out.json"
     atomic_write_text(target, "one")
@@ -78,6 +79,7 @@ def test_write_replaces_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]
 
 
+@pytest.mark.unit
 def test_failed_write_keeps_old_file_and_removes_temp(tmp_path: Path) -> None:
     target = tmp_path / "out.json"
     atomic_write_text(target, "old")
@@ -92,6 +94,7 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
+@pytest.mark.integration
 def test_sigkill_mid_write_leaves_temp_that_next_write_sweeps(tmp_path: Path) -> None:
     target = tmp_path / "embeddings.npy"
     proc = spawn(KILLED_WRITER, str(target), str(STALE_BYTES))
@@ -108,6 +111,7 @@ def test_sigkill_mid_write_leaves_temp_that_next_write_sweeps(tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == ["embeddings.npy"]
 
 
+@pytest.mark.integration
 def test_temp_files_of_live_processes_are_left_alone(tmp_path: Path, sleeper: subprocess.Popen) -> None:
     target = tmp_path / "out.json"
     live = temp_path(target, sleeper.pid)
@@ -119,6 +123,7 @@ def test_temp_files_of_live_processes_are_left_alone(tmp_path: Path, sleeper: su
     assert target.read_text() == "x"
 
 
+@pytest.mark.integration
 def test_locked_temp_file_is_left_alone_even_if_its_pid_looks_dead(tmp_path: Path) -> None:
     # A writer in another pid namespace (another container on a shared folder): its pid means nothing here,
     # but its flock does.
@@ -136,6 +141,7 @@ def test_locked_temp_file_is_left_alone_even_if_its_pid_looks_dead(tmp_path: Pat
     assert not foreign.exists()
 
 
+@pytest.mark.unit
 def test_running_write_holds_the_lock(tmp_path: Path) -> None:
     target = tmp_path / "out.json"
     seen: list[bool] = []
@@ -143,6 +149,7 @@ def test_running_write_holds_the_lock(tmp_path: Path) -> None:
     assert seen == [True]
 
 
+@pytest.mark.integration
 def test_sweep_touches_only_the_targets_exact_pattern(tmp_path: Path) -> None:
     target = tmp_path / "t.json"
     pid = dead_pid()
@@ -167,6 +174,7 @@ def test_sweep_touches_only_the_targets_exact_pattern(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
+@pytest.mark.integration
 def test_pid_alive(sleeper: subprocess.Popen, monkeypatch) -> None:
     assert pid_alive(os.getpid()) and pid_alive(sleeper.pid)
     assert not pid_alive(dead_pid())
@@ -179,6 +187,7 @@ def test_pid_alive(sleeper: subprocess.Popen, monkeypatch) -> None:
     assert pid_alive(12345)
 
 
+@pytest.mark.integration
 def test_sweep_never_fails_the_write(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "out.json"
     stale = temp_path(target, dead_pid())

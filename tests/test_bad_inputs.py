@@ -28,6 +28,8 @@ from sracl_lightning.item_text import (
 from sracl_lightning.sequence_files import read_s3rec, read_sracl
 from sracl_lightning.sequences import DataFormatError
 
+pytestmark = pytest.mark.unit
+
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 
 #: Item tokens the item-text cases are read for (index 0 is the padding item).

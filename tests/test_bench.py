@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 
 def run_script(name: str, *args: str) -> None:
     out = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / name), *args], capture_output=True, text=True,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,50 +10,38 @@ import torch
 
 from sracl_lightning.cli import SRACLCLI
 from sracl_lightning.module import SRACLModule
-from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.conftest import REPO_ROOT, SHARED_DATA, load_script, run_train, tiny_args
+
+pytestmark = pytest.mark.integration
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory: pytest.TempPathFactory, synthetic_reviews: Path) -> Path:
+    """The folder of one tiny epoch of train.py (test on all users, as evaluate does), trained once per module.
+
+    Tests may add runs under it (resume writes ``version_1``) but must not change ``version_0``.
+    """
+    root = tmp_path_factory.mktemp("one_epoch")
+    run_train(tiny_args(synthetic_reviews, root, "--trainer.limit_test_batches", "1.0", "--trainer.max_epochs", "1"))
+    return root
 
 
-def tiny_args(reviews: Path, tmp_path: Path, *extra: str) -> list[str]:
-    """A tiny model on the small synthetic dataset, everything written under tmp_path."""
-    return [
-        "--config", str(REPO_ROOT / "configs" / "debug.yaml"),
-        "--data.dataset", str(reviews), "--data.source_format", "amazon",
-        "--data.data_root", str(tmp_path / "processed"),
-        "--trainer.default_root_dir", str(tmp_path / "runs"),
-        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu",
-        *extra,
-    ]
-
-
-def run_train(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
-    monkeypatch.setattr(sys, "argv", ["train.py", *args])
-    load_script("train").main()
-
-
-def test_fast_dev_run_through_train_cli(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    run_train(monkeypatch, tiny_args(synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true"))
+def test_fast_dev_run_through_train_cli(tmp_path, synthetic_reviews) -> None:
+    run_train(tiny_args(synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true"))
     results = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
     assert 0.0 <= results["metrics"]["hr@20"] <= 1.0
     assert results["protocol"]["max_len"] == 20 and results["protocol"]["mask_seen_items"] is False
 
 
-def test_bf16_mixed_precision_runs(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    run_train(monkeypatch, tiny_args(synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true",
-                                     "--trainer.precision", "bf16-mixed"))
+def test_bf16_mixed_precision_runs(tmp_path, synthetic_reviews) -> None:
+    run_train(tiny_args(synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true",
+                        "--trainer.precision", "bf16-mixed"))
     assert next((tmp_path / "runs").rglob("test_metrics.json")).is_file()
 
 
-def test_train_resume_and_evaluate_checkpoint(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    args = tiny_args(synthetic_reviews, tmp_path, "--trainer.limit_test_batches", "1.0")  # all users, as evaluate
-    run_train(monkeypatch, [*args, "--trainer.max_epochs", "1"])
-    last = next((tmp_path / "runs").rglob("last.ckpt"))
+def test_train_resume_and_evaluate_checkpoint(one_epoch, tmp_path, synthetic_reviews) -> None:
+    args = tiny_args(synthetic_reviews, one_epoch, "--trainer.limit_test_batches", "1.0")  # all users, as evaluate
+    last = one_epoch / "runs" / "synthetic" / "version_0" / "checkpoints" / "last.ckpt"
 
     # Checkpoints hold only tensors and primitive types: safe to load with weights_only=True.
     checkpoint = torch.load(last, weights_only=True)
@@ -63,13 +49,12 @@ def test_train_resume_and_evaluate_checkpoint(monkeypatch, tmp_path, synthetic_r
     assert checkpoint["hyper_parameters"]["num_items"] > 0
 
     # Resume: the second run continues from step 5 to step 10 instead of starting over.
-    run_train(monkeypatch, [*args, "--trainer.max_epochs", "2", "--ckpt_path", str(last)])
-    resumed = torch.load(next((tmp_path / "runs" / "synthetic").glob("version_1/checkpoints/last.ckpt")),
-                         weights_only=True)
+    run_train([*args, "--trainer.max_epochs", "2", "--ckpt_path", str(last)])
+    run_dir = one_epoch / "runs" / "synthetic" / "version_1"
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["epoch"] == 1 and resumed["global_step"] == 10
 
     # evaluate.py rebuilds model and data from the checkpoint and reproduces the test numbers of train.py.
-    run_dir = last.parent.parent.parent / "version_1"
     trained = json.loads((run_dir / "test_metrics.json").read_text())
     best = trained["checkpoint"]
     evaluated = load_script("evaluate").evaluate(best, output_dir=str(tmp_path / "eval"), accelerator="cpu")
@@ -80,9 +65,8 @@ def test_train_resume_and_evaluate_checkpoint(monkeypatch, tmp_path, synthetic_r
     assert (tmp_path / "eval" / "test_results.md").read_text().count("|") > 10
 
 
-def test_load_from_checkpoint_restores_the_model(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    run_train(monkeypatch, tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1"))
-    last = next((tmp_path / "runs").rglob("last.ckpt"))
+def test_load_from_checkpoint_restores_the_model(one_epoch) -> None:
+    last = one_epoch / "runs" / "synthetic" / "version_0" / "checkpoints" / "last.ckpt"
     model = SRACLModule.load_from_checkpoint(last, map_location="cpu")
     state = torch.load(last, weights_only=True)["state_dict"]
     for name, tensor in model.state_dict().items():

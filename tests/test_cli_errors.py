@@ -44,6 +44,7 @@ def write_inter(path: Path, users: int = 4, items: int = 6) -> Path:
 BAD_YAML = "data:\n  batch_size: [1\n"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("extra", "code", "expected"), [
     (["--model.init_args.user_cl_weight", "-1"], 2, "model.init_args.user_cl_weight must be >= 0"),
     (["--model.init_args.nope", "1"], 2, "model.init_args.nope: unknown argument"),
@@ -72,6 +73,7 @@ def test_train_reports_one_line(extra, code, expected, synthetic_reviews, tmp_pa
     assert not any("Traceback" in line or line.startswith("usage:") for line in err), err
 
 
+@pytest.mark.integration
 def test_train_subprocess_prints_one_line(synthetic_reviews, tmp_path) -> None:
     """The headline case end to end: ``python train.py --model.init_args.user_cl_weight -1``."""
     command = [sys.executable, str(REPO_ROOT / "train.py"), *data_args(synthetic_reviews, tmp_path),
@@ -83,6 +85,7 @@ def test_train_subprocess_prints_one_line(synthetic_reviews, tmp_path) -> None:
     assert "Traceback" not in run.stderr and "Namespace(" not in run.stderr
 
 
+@pytest.mark.integration
 def test_sracl_debug_raises_instead(synthetic_reviews, tmp_path, monkeypatch) -> None:
     """With SRACL_DEBUG=1 the error propagates (full traceback): the constructor's, and the parser's."""
     monkeypatch.setenv("SRACL_DEBUG", "1")
@@ -93,6 +96,7 @@ def test_sracl_debug_raises_instead(synthetic_reviews, tmp_path, monkeypatch) ->
             runpy.run_path(str(REPO_ROOT / "train.py"), run_name="__main__")
 
 
+@pytest.mark.integration
 def test_parse_errors_keep_raising_systemexit_in_python(tmp_path, monkeypatch, capsys) -> None:
     """SRACLCLI(args=...) from Python: a parse error is still SystemExit(2), with the one line on stderr."""
     monkeypatch.setattr(sys, "argv", ["train.py"])
@@ -102,6 +106,7 @@ def test_parse_errors_keep_raising_systemexit_in_python(tmp_path, monkeypatch, c
     assert capsys.readouterr().err.strip() == "error: data.max_len: expected int, got 'zero'"
 
 
+@pytest.mark.unit
 def test_concise_parse_error_of_a_union_and_a_class_path() -> None:
     message = ('Parser key "model":\n\n  - Expected a path but Nope either not accessible or invalid\n'
                '  - Does not validate against any of the Union subtypes\n  Subtypes: [<class \'a.B\'>, '
@@ -113,6 +118,7 @@ def test_concise_parse_error_of_a_union_and_a_class_path() -> None:
 
 
 # ------------------------------------------------------------------------------------- source format inference
+@pytest.mark.integration
 def test_an_inter_file_is_read_as_recbole_without_a_format(tmp_path, monkeypatch) -> None:
     """configs/default.yaml no longer pins source_format: an explicit path's format is inferred from its name."""
     monkeypatch.setattr(sys, "argv", ["train.py"])
@@ -123,6 +129,7 @@ def test_an_inter_file_is_read_as_recbole_without_a_format(tmp_path, monkeypatch
     assert cli.datamodule.num_items == 6 and cli.datamodule.num_users == 4
 
 
+@pytest.mark.integration
 def test_the_synthetic_default_still_reads_as_amazon_and_a_given_format_wins(synthetic_reviews, tmp_path,
                                                                                  monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", ["train.py"])
@@ -136,6 +143,7 @@ def test_the_synthetic_default_still_reads_as_amazon_and_a_given_format_wins(syn
 
 
 # ----------------------------------------------------------------------------------------------- evaluate.py
+@pytest.mark.integration
 @pytest.mark.parametrize("content", [None, b"", b"PK\x03\x04 truncated"], ids=["missing", "empty", "truncated"])
 def test_evaluate_reports_a_bad_checkpoint_in_one_line(content, tmp_path, capsys, monkeypatch) -> None:
     path = tmp_path / "last.ckpt"
@@ -145,6 +153,7 @@ def test_evaluate_reports_a_bad_checkpoint_in_one_line(content, tmp_path, capsys
     assert exit_code == 1 and len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0], err
 
 
+@pytest.mark.integration
 def test_evaluate_reports_a_bad_argument_in_one_line(tmp_path, capsys, monkeypatch) -> None:
     exit_code, err = run_script("evaluate", [str(tmp_path / "x.ckpt"), "--split", "train"], capsys, monkeypatch)
     assert exit_code == 2 and err == ["error: split: expected one of test, val, got 'train'"]

@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +18,7 @@ from sracl_lightning.errors import DataMismatchError, InvalidArgumentError
 from sracl_lightning.recommend import Recommender
 from sracl_lightning.sequences import DataFormatError
 from sracl_lightning.trained import load_run, read_checkpoint
-from tests.test_cli import load_script, tiny_args
+from tests.conftest import load_script, run_train, tiny_args
 
 
 def _rewrite_reviews(path: Path, edit) -> None:
@@ -54,9 +53,7 @@ def trained(tmp_path_factory, synthetic_reviews) -> dict:
     source = root / "raw" / synthetic_reviews.name
     source.parent.mkdir()
     shutil.copy(synthetic_reviews, source)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train.py", *tiny_args(source, root, "--trainer.max_epochs", "1")])
-        load_script("train").main()
+    run_train(tiny_args(source, root, "--trainer.max_epochs", "1"))
     ckpt = next((root / "runs").rglob("last.ckpt"))
     return {"root": root, "source": source, "ckpt": str(ckpt), "data_root": str(root / "processed")}
 
@@ -79,6 +76,7 @@ def _folder_state(data_root: Path) -> dict[str, int]:
     return {str(p.relative_to(data_root)): p.stat().st_mtime_ns for p in data_root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.integration
 def test_checkpoint_records_the_identity_of_its_data(trained) -> None:
     state = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)["SeqRecDataModule"]
     data = SeqRecDataModule(dataset=str(trained["source"]), data_root=trained["data_root"])
@@ -86,6 +84,7 @@ def test_checkpoint_records_the_identity_of_its_data(trained) -> None:
     assert state["data_identity"]["num_users"] == 301
 
 
+@pytest.mark.integration
 def test_evaluate_on_unchanged_data_and_on_a_moved_copy(run, tmp_path) -> None:
     """The identity is the content, not the path: a copy elsewhere (another machine) evaluates to equal metrics."""
     metrics = _evaluate(run["ckpt"], tmp_path)
@@ -99,6 +98,7 @@ def test_evaluate_on_unchanged_data_and_on_a_moved_copy(run, tmp_path) -> None:
     assert _evaluate(run["ckpt"], tmp_path) == metrics
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("edit", [_reverse_time, _first_users(270)], ids=["reversed", "270-users"])
 def test_evaluate_refuses_a_changed_source_and_converts_nothing(run, tmp_path, edit) -> None:
     _evaluate(run["ckpt"], tmp_path)  # converts the run's data once
@@ -112,6 +112,7 @@ def test_evaluate_refuses_a_changed_source_and_converts_nothing(run, tmp_path, e
     assert _folder_state(run["data_root"]) == before, "evaluation touched the cached conversion"
 
 
+@pytest.mark.integration
 def test_evaluate_refuses_a_conversion_replaced_behind_its_stats(run, tmp_path) -> None:
     """A cache whose files are another conversion's, consistent with a stats.json that claims today's source, is
     still not the checkpoint's data: the files' hashes differ from the identity the checkpoint recorded."""
@@ -130,6 +131,7 @@ def test_evaluate_refuses_a_conversion_replaced_behind_its_stats(run, tmp_path) 
         _evaluate(run["ckpt"], tmp_path)
 
 
+@pytest.mark.integration
 def test_recommender_refuses_a_changed_source(run) -> None:
     Recommender.from_checkpoint(run["ckpt"])
     _rewrite_reviews(run["source"], _reverse_time)
@@ -137,17 +139,17 @@ def test_recommender_refuses_a_changed_source(run) -> None:
         Recommender.from_checkpoint(run["ckpt"])
 
 
-def test_resume_on_another_dataset_is_refused_naming_both(trained, tmp_path, monkeypatch) -> None:
+@pytest.mark.integration
+def test_resume_on_another_dataset_is_refused_naming_both(trained, tmp_path) -> None:
     other = tmp_path / "reviews_Other_5.json.gz"
     shutil.copy(trained["source"], other)
     _rewrite_reviews(other, _first_users(270))
-    monkeypatch.setattr(sys, "argv", ["train.py", *tiny_args(other, tmp_path, "--trainer.max_epochs", "2",
-                                                             "--ckpt_path", trained["ckpt"])])
     with pytest.raises(DataMismatchError) as error:
-        load_script("train").main()
+        run_train(tiny_args(other, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", trained["ckpt"]))
     assert "synthetic (source sha256" in str(error.value) and "other (source sha256" in str(error.value)
 
 
+@pytest.mark.integration
 def test_a_model_with_another_item_count_is_refused(trained) -> None:
     model, data = load_run(trained["ckpt"])
     model.num_items += 1
@@ -156,6 +158,7 @@ def test_a_model_with_another_item_count_is_refused(trained) -> None:
         trainer.test(model, datamodule=data)
 
 
+@pytest.mark.integration
 def test_a_checkpoint_without_identity_loads_with_a_warning(run, caplog) -> None:
     ckpt = torch.load(run["ckpt"], map_location="cpu", weights_only=True)
     del ckpt["SeqRecDataModule"]
@@ -166,6 +169,7 @@ def test_a_checkpoint_without_identity_loads_with_a_warning(run, caplog) -> None
     assert any("records no data identity" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04truncated"], ids=["empty", "text", "zip"])
 def test_unreadable_checkpoint_names_its_path(tmp_path, content) -> None:
     path = tmp_path / "broken.ckpt"
@@ -174,6 +178,7 @@ def test_unreadable_checkpoint_names_its_path(tmp_path, content) -> None:
         load_run(path)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("argument", "value"), [("num_neighbours", -1), ("num_neighbours", 0), ("max_len", 0),
                                                   ("batch_size", 0), ("num_workers", -1)])
 def test_count_arguments_are_validated_where_declared(argument, value) -> None:
@@ -181,6 +186,7 @@ def test_count_arguments_are_validated_where_declared(argument, value) -> None:
         SeqRecDataModule(dataset="x.inter", **{argument: value})
 
 
+@pytest.mark.integration
 def test_no_temporary_files_in_the_conversion(run, tmp_path) -> None:
     _evaluate(run["ckpt"], tmp_path)
     assert not [p for p in run["data_root"].rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]

@@ -22,10 +22,8 @@ from sracl_lightning.duorec import (
 from sracl_lightning.losses import info_nce
 from sracl_lightning.samples import SequenceSamples
 from sracl_lightning.sasrec import SASRec
-from sracl_lightning.semantic import SemanticStage
 from sracl_lightning.sequences import Sequences
-from tests.conftest import REPO_ROOT
-from tests.test_cli import load_script, run_train, tiny_args
+from tests.conftest import REPO_ROOT, load_script, run_train, tiny_args
 
 # Training targets (positions s+1 .. e-3): a -> 2 3 4, b -> 2 6 3, c -> 2 1 3 4, d -> 6 5. So targets 2 and 3 have
 # three samples each, 4 and 6 two, 1 and 5 one (their anchors fall back to themselves).
@@ -72,6 +70,7 @@ def duorec(samples: SequenceSamples, cls=DuoRecModule, **kwargs) -> DuoRecModule
 
 
 # --------------------------------------------------------------------------------------------- sampling
+@pytest.mark.unit
 def test_sampler_index_follows_the_targets(samples):
     sampler = loaded_sampler(samples)
     targets = samples.items[samples.positions]  # (S,)
@@ -82,6 +81,7 @@ def test_sampler_index_follows_the_targets(samples):
     assert sampler.state_dict() == {}, "the index is frozen data, never checkpointed"
 
 
+@pytest.mark.unit
 def test_same_target_picks_share_the_target_and_are_never_the_anchor(samples):
     torch.manual_seed(0)
     sampler = loaded_sampler(samples)
@@ -96,6 +96,7 @@ def test_same_target_picks_share_the_target_and_are_never_the_anchor(samples):
                 assert pick == -1, "a unique target falls back to the anchor itself"
 
 
+@pytest.mark.unit
 def test_same_target_picks_are_uniform(samples):
     torch.manual_seed(0)
     sampler = loaded_sampler(samples)
@@ -113,12 +114,14 @@ def test_same_target_picks_are_uniform(samples):
     assert torch.allclose(frequencies[[anchor, *others]], torch.full((3,), 1 / 3), atol=0.03)
 
 
+@pytest.mark.unit
 def test_windows_equal_the_dataset_windows(samples):
     sampler = loaded_sampler(samples)
     indices = torch.arange(len(samples)).flip(0)
     assert torch.equal(sampler.windows(indices), samples.input_windows(indices))
 
 
+@pytest.mark.unit
 def test_positive_windows_fall_back_to_the_anchor_and_otherwise_share_its_target(samples):
     torch.manual_seed(0)
     module = duorec(samples)
@@ -134,6 +137,7 @@ def test_positive_windows_fall_back_to_the_anchor_and_otherwise_share_its_target
             assert any(torch.equal(windows[anchor], all_windows[j]) for j in same if j != anchor)
 
 
+@pytest.mark.unit
 def test_sampling_needs_the_index():
     with pytest.raises(RuntimeError, match="not loaded"):
         SameTargetSampler(L).sample(torch.tensor([1]), torch.tensor([2]))
@@ -155,6 +159,7 @@ def naive_loss(anchors, positives, targets, temperature, mask_same_target):
     return total / (2 * b)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_same_target_mask_matches_a_naive_loop(temperature):
     generator = torch.Generator().manual_seed(0)
@@ -171,6 +176,7 @@ def test_same_target_mask_matches_a_naive_loop(temperature):
     assert torch.allclose(unmasked, info_nce(anchors, positives, temperature=temperature))
 
 
+@pytest.mark.unit
 def test_mask_excludes_same_target_rows_but_never_the_partner():
     mask = same_target_keys(torch.tensor([3, 7, 3]))  # rows: a0 a1 a2 p0 p1 p2
     expected = torch.tensor([[1, 0, 1, 0, 0, 1],
@@ -188,6 +194,7 @@ def test_mask_excludes_same_target_rows_but_never_the_partner():
     assert same_target_info_nce(anchors, positives, torch.full((4,), 5)).item() == 0.0
 
 
+@pytest.mark.unit
 def test_loss_is_float32_and_finite_from_bf16():
     generator = torch.Generator().manual_seed(0)
     anchors, positives = (torch.randn(6, 4, generator=generator).bfloat16() * 30 for _ in range(2))
@@ -196,6 +203,7 @@ def test_loss_is_float32_and_finite_from_bf16():
 
 
 # ----------------------------------------------------------------------------------------------- module
+@pytest.mark.unit
 @pytest.mark.parametrize("cls", [DuoRecModule, MemoryBankDuoRec], ids=["faithful", "memory_bank"])
 def test_every_parameter_gets_a_gradient_with_sracl_on_top(samples, cls):
     torch.manual_seed(0)
@@ -213,6 +221,7 @@ def test_every_parameter_gets_a_gradient_with_sracl_on_top(samples, cls):
         assert not torch.equal(module.bank, before), "the anchors' bank rows were not refreshed"
 
 
+@pytest.mark.unit
 def test_duorec_alone_needs_no_semantics_and_its_term_is_weighted(samples):
     batch = samples.__getitems__(list(range(len(samples))))
     torch.manual_seed(0)
@@ -232,6 +241,7 @@ def test_duorec_alone_needs_no_semantics_and_its_term_is_weighted(samples):
         DuoRecModule(N, L, duorec_weight=-1.0, user_cl_weight=0.0, item_cl_weight=0.0)
 
 
+@pytest.mark.unit
 def test_one_batch_overfits(samples):
     torch.manual_seed(0)
     module = DuoRecModule(N, L, encoder=partial(TINY_SASREC, hidden_dropout=0.1, attn_dropout=0.1),
@@ -250,10 +260,11 @@ def test_one_batch_overfits(samples):
 
 
 # -------------------------------------------------------------------------------------------------- CLI
-def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(monkeypatch, tmp_path, synthetic_reviews):
+@pytest.mark.integration
+def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(tmp_path, synthetic_reviews):
     args = tiny_args(synthetic_reviews, tmp_path, "--config", str(REPO_ROOT / "configs" / "duorec.yaml"),
                      "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0")
-    run_train(monkeypatch, args)
+    run_train(args)
     run = next((tmp_path / "runs").rglob("test_metrics.json"))
     results = json.loads(run.read_text())
     assert "L_DuoRec" in results["protocol"]["loss"] and results["protocol"]["backbone"] == "DuoRec"
@@ -272,10 +283,9 @@ def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(monkeypatch, t
     assert float(evaluated["test/ndcg@10"]) == pytest.approx(results["metrics"]["ndcg@10"], abs=1e-7)
 
 
-def test_duorec_with_sracl_overlay_instantiates_and_trains(monkeypatch, tmp_path, synthetic_reviews):
-    data_root = tmp_path / "processed"
-    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(data_root),
-                  profile="minilm_nollm", user_source="item_mean", pool_size=10, progress=False).run()
+@pytest.mark.integration
+def test_duorec_with_sracl_overlay_instantiates_and_trains(tmp_path, synthetic_reviews, semantic_data_root):
+    data_root = semantic_data_root  # the minilm_nollm profile (item_mean, pool 10), built once per session
     configs = ["--config", str(REPO_ROOT / "configs" / "duorec.yaml"),
                "--config", str(REPO_ROOT / "configs" / "sracl" / "duorec.yaml")]
     text = (REPO_ROOT / "configs" / "sracl" / "duorec.yaml").read_text()
@@ -292,7 +302,8 @@ def test_duorec_with_sracl_overlay_instantiates_and_trains(monkeypatch, tmp_path
                               "--data.data_root", str(data_root)]).model
     assert type(faithful) is DuoRecModule and faithful.user_cl_weight == faithful.duorec_weight == 0.1
 
-    run_train(monkeypatch, tiny_args(synthetic_reviews, tmp_path, *configs, "--trainer.max_epochs", "1"))
+    run_train(tiny_args(synthetic_reviews, tmp_path, *configs, "--trainer.max_epochs", "1",
+                        "--data.data_root", data_root))
     header = next((tmp_path / "runs").rglob("metrics.csv")).read_text().splitlines()[0]
     for term in ("duorec", "user_cl", "item_cl"):
         assert f"train/{term}_loss_epoch" in header

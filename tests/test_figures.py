@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -11,7 +10,7 @@ from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.figures import curves, metrics_by_length, sensitivity, sparse
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.tables import RunResult, summarize, to_csv
-from tests.test_cli import load_script, tiny_args
+from tests.conftest import run_train, tiny_args
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,13 +23,11 @@ def assert_png(path) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synthetic_reviews) -> dict:
     tmp_path = tmp_path_factory.mktemp("figures")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train.py", *tiny_args(synthetic_reviews, tmp_path,
-                                                           "--trainer.limit_test_batches", "1.0")])
-        load_script("train").main()
+    run_train(tiny_args(synthetic_reviews, tmp_path, "--trainer.limit_test_batches", "1.0"))
     return json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text()) | {"root": tmp_path}
 
 
+@pytest.mark.integration
 def test_group_metrics_add_up_to_the_overall_test_metrics(trained):
     model = SRACLModule.load_from_checkpoint(trained["checkpoint"], map_location="cpu")
     data = SeqRecDataModule.load_from_checkpoint(trained["checkpoint"])
@@ -43,6 +40,7 @@ def test_group_metrics_add_up_to_the_overall_test_metrics(trained):
         assert pooled == pytest.approx(trained["metrics"][metric], abs=1e-6), metric
 
 
+@pytest.mark.integration
 def test_sparse_user_figure(trained, tmp_path):
     out = tmp_path / "fig5"
     results = sparse([trained["checkpoint"], trained["checkpoint"]], labels=["a", "b"], output=str(out))
@@ -53,6 +51,7 @@ def test_sparse_user_figure(trained, tmp_path):
         sparse([trained["checkpoint"]] * 2, labels=["a"], output=str(out))
 
 
+@pytest.mark.unit
 def test_sensitivity_figure_from_a_runner_table(tmp_path):
     results = [RunResult(dataset, f"α = {alpha}", seed, {m: 0.1 + alpha + 0.001 * seed for m in ("hr@20", "ndcg@20")})
                for dataset in ("beauty", "office") for alpha in (0.01, 0.05, 0.1) for seed in (0, 1)]
@@ -68,6 +67,7 @@ def test_sensitivity_figure_from_a_runner_table(tmp_path):
         sensitivity(str(table), output=str(out))
 
 
+@pytest.mark.integration
 def test_training_curves_from_the_csv_log(trained, tmp_path):
     log = next((trained["root"] / "runs").rglob("metrics.csv"))
     assert_png(curves(str(log), output=str(tmp_path / "curves")))

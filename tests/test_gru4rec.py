@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import torch.nn.functional as F
 from sracl_lightning.batch import SeqBatch
 from sracl_lightning.gru4rec import GRU4Rec, left_align
 from sracl_lightning.module import SRACLModule
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_train, tiny_args
 from tests.conftest import left_padded as pad
 
 NUM_ITEMS, MAX_LEN = 50, 8
@@ -32,6 +30,7 @@ def left_padded(*sequences: list[int], width: int = MAX_LEN) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------ unit
+@pytest.mark.unit
 def test_output_shape_and_init() -> None:
     model = make_model()
     h = model(left_padded([1, 2, 3], [4]))
@@ -44,18 +43,21 @@ def test_output_shape_and_init() -> None:
     assert model.gru.weight_ih_l0.abs().max() <= bound and model.gru.weight_ih_l0.abs().max() > 0.8 * bound
 
 
+@pytest.mark.unit
 def test_defaults_are_recbole_gru4rec() -> None:
     model = GRU4Rec(NUM_ITEMS)
     assert (model.hidden_size, model.gru.hidden_size, model.gru.num_layers) == (64, 128, 1)
     assert model.embedding_dropout.p == 0.3 and model.gru.bias is False
 
 
+@pytest.mark.unit
 def test_left_align_rolls_items_to_the_front() -> None:
     aligned, lengths = left_align(left_padded([1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12], width=8))
     assert lengths.tolist() == [3, 8, 1]
     assert aligned.tolist() == [[1, 2, 3, 0, 0, 0, 0, 0], list(range(4, 12)), [12, 0, 0, 0, 0, 0, 0, 0]]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("gru_bias", [False, True], ids=["recbole", "with-bias"])
 def test_output_does_not_depend_on_left_padding(gru_bias: bool) -> None:
     """Same items, windows of width 5, 8 and 12, pad row corrupted: one output. A naive run would differ."""
@@ -75,6 +77,7 @@ def test_output_does_not_depend_on_left_padding(gru_bias: bool) -> None:
     assert not torch.allclose(model.dense(naive_states[:, -1]), outputs[2])
 
 
+@pytest.mark.unit
 def test_parity_with_recbole_forward_on_left_aligned_rows() -> None:
     """RecBole: sequences left-aligned, GRU over the whole row, dense, gather at length - 1."""
     model = make_model(num_layers=2).eval()
@@ -88,6 +91,7 @@ def test_parity_with_recbole_forward_on_left_aligned_rows() -> None:
     torch.testing.assert_close(model(left_padded(*sequences)), reference)
 
 
+@pytest.mark.unit
 def test_eval_is_deterministic_and_rows_are_independent() -> None:
     model = make_model().eval()
     ids = left_padded([7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8])
@@ -97,6 +101,7 @@ def test_eval_is_deterministic_and_rows_are_independent() -> None:
     assert not torch.equal(model(ids), model(ids))  # embedding dropout is active in training
 
 
+@pytest.mark.unit
 def test_every_parameter_gets_a_gradient() -> None:
     model = make_model(num_layers=2, gru_bias=True)
     ids = left_padded([1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11])
@@ -108,6 +113,7 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 
 # -------------------------------------------------------------------------------------------------- property
+@pytest.mark.unit
 def test_module_with_gru4rec_overfits_one_batch() -> None:
     torch.manual_seed(0)
     encoder = partial(GRU4Rec, hidden_size=16, gru_hidden_size=32, embedding_dropout=0.0)
@@ -133,32 +139,26 @@ def test_module_with_gru4rec_overfits_one_batch() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- integration
-CONFIG_ARGS = ["--config", str(REPO_ROOT / "configs" / "debug.yaml"),
-               "--config", str(REPO_ROOT / "configs" / "gru4rec.yaml")]
+CONFIG_ARGS = ["--config", str(REPO_ROOT / "configs" / "gru4rec.yaml")]  # on top of tiny_args' debug.yaml
 
 
-def run_train(monkeypatch: pytest.MonkeyPatch, reviews: Path, tmp_path: Path, *extra: str) -> None:
+def train_gru4rec(reviews: Path, tmp_path: Path, *extra: str) -> None:
     """train.py on the small synthetic dataset with the debug config and GRU4Rec, everything under tmp_path."""
-    args = [*CONFIG_ARGS, "--data.dataset", str(reviews), "--data.source_format", "amazon",
-            "--data.data_root", str(tmp_path / "processed"), "--trainer.default_root_dir", str(tmp_path / "runs"),
-            "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *extra]
-    monkeypatch.setattr(sys, "argv", ["train.py", *args])
-    spec = importlib.util.spec_from_file_location("train", REPO_ROOT / "train.py")
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
-    train.main()
+    run_train(tiny_args(reviews, tmp_path, *CONFIG_ARGS, *extra))
 
 
-def test_config_selects_gru4rec_and_fast_dev_run(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    run_train(monkeypatch, synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true")
+@pytest.mark.integration
+def test_config_selects_gru4rec_and_fast_dev_run(tmp_path, synthetic_reviews) -> None:
+    train_gru4rec(synthetic_reviews, tmp_path, "--trainer.fast_dev_run", "true")
     results = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
     assert results["protocol"]["encoder"] == "GRU4Rec"
     assert 0.0 <= results["metrics"]["hr@20"] <= 1.0
 
 
-def test_checkpoint_loads_with_weights_only(monkeypatch, tmp_path, synthetic_reviews) -> None:
-    run_train(monkeypatch, synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_val_batches",
-              "1", "--trainer.limit_test_batches", "1")
+@pytest.mark.integration
+def test_checkpoint_loads_with_weights_only(tmp_path, synthetic_reviews) -> None:
+    train_gru4rec(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
+                  "--trainer.limit_test_batches", "1")
     last = next((tmp_path / "runs").rglob("last.ckpt"))
     state = torch.load(last, weights_only=True)["state_dict"]  # only tensors and primitive types
     assert state["encoder.gru.weight_hh_l0"].shape == (3 * 128, 128)

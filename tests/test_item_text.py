@@ -74,6 +74,7 @@ def _check_meta(records: list) -> None:
     assert records[4]["categories"] == []
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("style", ["json", "python"])
 @pytest.mark.parametrize("name", ["meta_Toy.json", "meta_Toy.json.gz"])
 def test_amazon_meta_json_and_python_literals_plain_and_gz(tmp_path: Path, style: str, name: str) -> None:
@@ -82,6 +83,7 @@ def test_amazon_meta_json_and_python_literals_plain_and_gz(tmp_path: Path, style
     _check_meta(read_amazon_meta(_write(tmp_path / name, [dump(o) for o in META_OBJECTS]), TOKENS))
 
 
+@pytest.mark.unit
 def test_amazon_meta_mixed_styles_and_blank_lines(tmp_path: Path) -> None:
     """Styles may mix line by line; blank lines carry nothing."""
     lines = [repr(META_OBJECTS[0]), "", json.dumps(META_OBJECTS[1]), repr(META_OBJECTS[2]), "  ",
@@ -89,6 +91,7 @@ def test_amazon_meta_mixed_styles_and_blank_lines(tmp_path: Path) -> None:
     _check_meta(read_amazon_meta(_write(tmp_path / "meta_Toy.json", lines), TOKENS))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("bad", "expected"),
     [
@@ -110,18 +113,21 @@ def test_amazon_meta_bad_line_names_file_line_and_field(tmp_path: Path, bad: str
     _raises_at(lambda: read_amazon_meta(path, TOKENS), path, 3, *expected)
 
 
+@pytest.mark.unit
 def test_amazon_meta_asin_twice(tmp_path: Path) -> None:
     """A wanted asin listed twice is an error naming both lines."""
     path = _write(tmp_path / "meta_Toy.json", [repr(o) for o in [*META_OBJECTS, META_OBJECTS[0]]])
     _raises_at(lambda: read_amazon_meta(path, TOKENS), path, 5, "'A1' appears again", "line 1")
 
 
+@pytest.mark.unit
 def test_amazon_meta_of_another_dataset(tmp_path: Path) -> None:
     """Metadata that describes none of the items is an error, not an all-missing table."""
     path = _write(tmp_path / "meta_Other.json", [repr(META_OBJECTS[1])])
     _raises_at(lambda: read_amazon_meta(path, TOKENS), path, None, "none of the 4 items")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content", ["", "\n\n"])
 def test_amazon_meta_empty_or_missing(tmp_path: Path, content: str) -> None:
     """An empty file and a missing file name the path."""
@@ -132,6 +138,7 @@ def test_amazon_meta_empty_or_missing(tmp_path: Path, content: str) -> None:
                "file not found")
 
 
+@pytest.mark.unit
 def test_item_tokens_must_start_with_padding(tmp_path: Path) -> None:
     """``item_tokens`` without the padding slot (or with a repeated id) is a programming error."""
     path = _write(tmp_path / "meta_Toy.json", [repr(o) for o in META_OBJECTS])
@@ -152,6 +159,7 @@ ITEMS_JSONL = [
 ]
 
 
+@pytest.mark.unit
 def test_items_jsonl_reads_sports_style_rows(tmp_path: Path) -> None:
     """Rows keyed by S3-Rec ``item_id`` (the string item tokens); null is missing; other fields go to ``extra``."""
     path = _write(tmp_path / "Toy_items.jsonl", [json.dumps(o) for o in ITEMS_JSONL])
@@ -169,12 +177,14 @@ def test_items_jsonl_reads_sports_style_rows(tmp_path: Path) -> None:
                      "missing_price": 4, "missing_description": 4, "no_text": 2}
 
 
+@pytest.mark.unit
 def test_items_jsonl_bad_id(tmp_path: Path) -> None:
     """An ``item_id`` that is not an integer is reported at its line."""
     path = _write(tmp_path / "Toy_items.jsonl", [json.dumps(ITEMS_JSONL[0]), json.dumps({"item_id": "2"})])
     _raises_at(lambda: read_items_jsonl(path, [None, "1", "2"]), path, 2, "field 'item_id'", "expected int")
 
 
+@pytest.mark.unit
 def test_items_jsonl_with_other_ids(tmp_path: Path) -> None:
     """A table keyed by S3-Rec ids cannot serve a dataset whose item tokens are asins."""
     path = _write(tmp_path / "Toy_items.jsonl", [json.dumps(o) for o in ITEMS_JSONL])
@@ -192,6 +202,7 @@ BUSINESSES = [
 ]
 
 
+@pytest.mark.unit
 def test_yelp_business(tmp_path: Path) -> None:
     """``name`` is the title, ``categories`` splits on commas, city/state/stars go to ``extra``."""
     path = _write(tmp_path / "business.json", [json.dumps(b) for b in BUSINESSES])
@@ -204,6 +215,7 @@ def test_yelp_business(tmp_path: Path) -> None:
     assert records[1]["categories"] == [] and records[1]["extra"] == {"city": "Tempe", "state": "AZ", "stars": 3.0}
 
 
+@pytest.mark.unit
 def test_yelp_business_bad_stars(tmp_path: Path) -> None:
     """A non-numeric ``stars`` is reported at its line."""
     bad = {**BUSINESSES[1], "stars": "three"}
@@ -214,6 +226,7 @@ def test_yelp_business_bad_stars(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ on disk
 
 
+@pytest.mark.unit
 def test_write_and_load_round_trip(tmp_path: Path) -> None:
     """The written table loads back identically (unicode kept), as a list indexed by item id."""
     records = read_amazon_meta(_write(tmp_path / "meta_Toy.json", [repr(o) for o in META_OBJECTS]), TOKENS)
@@ -225,6 +238,7 @@ def test_write_and_load_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "toy").iterdir()] == [item_text.ITEM_TEXT_FILE]  # no temporary files
 
 
+@pytest.mark.unit
 def test_load_checks_ids_fields_and_count(tmp_path: Path) -> None:
     """Out-of-order items, a missing field and a wrong item count are errors naming the file (and line)."""
     records = [None, empty_record(1, "a"), empty_record(2, "b")]
@@ -244,6 +258,7 @@ def test_load_checks_ids_fields_and_count(tmp_path: Path) -> None:
         write_item_text(directory, records[1:])
 
 
+@pytest.mark.unit
 def test_stats_and_their_line() -> None:
     """Missing counts per field; 'no text' means no title, brand, category or description."""
     records = [None, {**empty_record(1, "a"), "title": "T", "price": 0.0}, empty_record(2, "b"),
@@ -255,6 +270,7 @@ def test_stats_and_their_line() -> None:
         "item text: 12,101 items; missing title 2, brand 4,646, categories 2, price 2, description 3; no text 1")
 
 
+@pytest.mark.unit
 def test_source_kind_is_checked(tmp_path: Path) -> None:
     """An unknown kind is rejected when the source is made."""
     with pytest.raises(ValueError, match="amazon_meta"):
@@ -271,6 +287,7 @@ SHARED_EXPECTED = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
 @pytest.mark.parametrize("name", list(SHARED_EXPECTED))
 def test_shared_item_text_counts(name: str) -> None:
@@ -307,6 +324,7 @@ RECBOLE_ITEM = [
 ]
 
 
+@pytest.mark.unit
 def test_recbole_item_reads_movielens_fields(tmp_path: Path) -> None:
     """``movie_title`` (token_seq) is the title, ``class`` the categories, other fields go to ``extra``."""
     path = _write(tmp_path / "ml.item", RECBOLE_ITEM)
@@ -318,18 +336,21 @@ def test_recbole_item_reads_movielens_fields(tmp_path: Path) -> None:
     assert item_text_stats(records)["no_text"] == 1
 
 
+@pytest.mark.unit
 def test_recbole_item_of_another_dataset(tmp_path: Path) -> None:
     """An .item file that describes none of the items is an error, not an all-missing table."""
     path = _write(tmp_path / "ml.item", RECBOLE_ITEM)
     _raises_at(lambda: item_text.read_recbole_item(path, [None, "a", "b"]), path, None, "none of the 2 items")
 
 
+@pytest.mark.unit
 def test_recbole_item_without_item_id_field(tmp_path: Path) -> None:
     """The header must have an ``item_id:token`` field."""
     path = _write(tmp_path / "ml.item", ["movie_id:token\ttitle:token", "10\tx"])
     _raises_at(lambda: item_text.read_recbole_item(path, [None, "10"]), path, 1, "no token field 'item_id'")
 
 
+@pytest.mark.unit
 def test_sibling_item_text_of_a_recbole_inter(tmp_path: Path) -> None:
     """``<name>.item`` beside ``<name>.inter`` is the item text; without it there is none."""
     inter = _write(tmp_path / "ml-100k.inter", RECBOLE_INTER)
@@ -340,6 +361,7 @@ def test_sibling_item_text_of_a_recbole_inter(tmp_path: Path) -> None:
                                                                                     "recbole_item")
 
 
+@pytest.mark.unit
 def test_recbole_item_text_end_to_end_through_prepare(tmp_path: Path) -> None:
     """A .inter + .item pair converts with its item text, which the semantic stage's item text is built from."""
     from sracl_lightning import processed

@@ -10,14 +10,20 @@ import torch
 from sracl_lightning.gru4rec import GRU4Rec
 from sracl_lightning.learnable_substitution import LearnableSubstitutionSRACL
 from sracl_lightning.sasrec import SASRec
-from tests.test_sracl import B, E, L, N, item_table, toy_batch
+from tests.conftest import TOY_BATCH as B
+from tests.conftest import TOY_ITEMS as N
+from tests.conftest import TOY_LEN as L
+from tests.conftest import TOY_SEMANTIC_DIM as E
+from tests.conftest import item_table, toy_batch
+
+pytestmark = pytest.mark.unit
 
 
 def module(p: float = 0.2, encoder=None) -> LearnableSubstitutionSRACL:
     torch.manual_seed(0)
     m = LearnableSubstitutionSRACL(N, L, encoder=encoder or partial(SASRec, hidden_size=16, num_layers=1,
                                                                      num_heads=1, inner_size=32),
-                                   semantic_dim=E, substitution_probability=p)
+                                   semantic_dim=E, substitution_probability=p, user_cl_weight=0.1, item_cl_weight=0.1)
     m.item_neighbours = item_table(torch.Generator().manual_seed(1))
     m.item_semantic = torch.randn(N + 1, E, generator=torch.Generator().manual_seed(2))
     m.bank = torch.randn(B, 16)
@@ -58,7 +64,7 @@ def test_gradients_reach_the_item_synthesizer_and_every_parameter():
 
 def test_needs_semantics_and_a_backbone_that_takes_vectors():
     with pytest.raises(ValueError, match="semantic_profile"):
-        LearnableSubstitutionSRACL(N, L, user_cl_weight=0.0)
+        LearnableSubstitutionSRACL(N, L, user_cl_weight=0.0, item_cl_weight=0.1)
     gru = module(encoder=partial(GRU4Rec, hidden_size=16, gru_hidden_size=16))
     with pytest.raises(NotImplementedError, match="GRU4Rec does not encode given item vectors"):
         gru.loss_terms(toy_batch(torch.Generator().manual_seed(0)))

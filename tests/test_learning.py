@@ -15,6 +15,8 @@ from sracl_lightning.metrics import RankingMetrics
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.sasrec import SASRec
 
+pytestmark = pytest.mark.integration
+
 
 def popularity_hr10(data: SeqRecDataModule) -> float:
     """HR@10 on the test split when every user gets the items most frequent in the training parts."""

@@ -146,17 +146,20 @@ def no_key(monkeypatch) -> None:
 
 
 # ---- OpenAI-compatible backend -----------------------------------------------------------------------------
+@pytest.mark.integration
 def test_responses_in_order_with_paper_sampling(server: FakeLLM) -> None:
     requests = make_requests(10)
     assert backend(server).summarize(requests) == expected(requests)
     assert len(server.hits) == 10
     payload = server.hits[0]["payload"]
     assert payload["model"] == "test-model"
-    assert (payload["temperature"], payload["top_p"], payload["stream"]) == (0.0, 0.001, False)  # SPEC §1.3
+    # The paper's sampling settings (docs/method.md#user-summaries).
+    assert (payload["temperature"], payload["top_p"], payload["stream"]) == (0.0, 0.001, False)
     assert "max_tokens" not in payload
     assert payload["messages"] in requests
 
 
+@pytest.mark.integration
 def test_rate_limit_honours_retry_after(server: FakeLLM) -> None:
     server.script = {n: (429, {"Retry-After": "0.2"}, '{"error": "slow down"}') for n in (1, 2)}
     requests = make_requests(3)
@@ -167,6 +170,7 @@ def test_rate_limit_honours_retry_after(server: FakeLLM) -> None:
     assert server.prompts()[:3] == ["history 0"] * 3
 
 
+@pytest.mark.integration
 def test_server_errors_midway_are_retried(server: FakeLLM) -> None:
     server.script = {4: (500, {}, "internal error"), 5: (502, {}, "bad gateway")}
     requests = make_requests(8)
@@ -174,6 +178,7 @@ def test_server_errors_midway_are_retried(server: FakeLLM) -> None:
     assert len(server.hits) == 10
 
 
+@pytest.mark.integration
 def test_timeouts_are_retried(server: FakeLLM) -> None:
     server.slow = {1: 1.0}
     requests = make_requests(2)
@@ -181,6 +186,7 @@ def test_timeouts_are_retried(server: FakeLLM) -> None:
     assert server.prompts()[:2] == ["history 0", "history 0"]
 
 
+@pytest.mark.integration
 def test_concurrency_never_exceeds_bound(server: FakeLLM) -> None:
     server.delay_s = 0.05
     requests = make_requests(15)
@@ -188,6 +194,7 @@ def test_concurrency_never_exceeds_bound(server: FakeLLM) -> None:
     assert 2 <= server.max_in_flight <= 3
 
 
+@pytest.mark.integration
 def test_bad_request_fails_at_once_with_body(server: FakeLLM) -> None:
     server.always = (400, {}, '{"error": {"message": "unknown model test-model"}}')
     with pytest.raises(LLMRequestError, match=r"HTTP 400 \(not retried\).*unknown model test-model"):
@@ -195,6 +202,7 @@ def test_bad_request_fails_at_once_with_body(server: FakeLLM) -> None:
     assert len(server.hits) == 1
 
 
+@pytest.mark.integration
 def test_retries_exhausted(server: FakeLLM) -> None:
     server.always = (503, {}, "overloaded")
     with pytest.raises(LLMRequestError, match=r"after 4 attempts; last error: HTTP 503: 'overloaded'"):
@@ -202,6 +210,7 @@ def test_retries_exhausted(server: FakeLLM) -> None:
     assert len(server.hits) == 4
 
 
+@pytest.mark.integration
 def test_connection_errors_are_retried_then_reported() -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -211,6 +220,7 @@ def test_connection_errors_are_retried_then_reported() -> None:
         dead.summarize(make_requests(1))
 
 
+@pytest.mark.integration
 def test_api_key_is_sent_but_never_stored(server: FakeLLM, monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv(KEY_ENV, SECRET)
     llm = backend(server)
@@ -228,17 +238,20 @@ def test_api_key_is_sent_but_never_stored(server: FakeLLM, monkeypatch, tmp_path
     assert SECRET not in str(info.value) and "invalid key ***" in str(info.value)
 
 
+@pytest.mark.integration
 def test_no_key_means_no_authorization_header(server: FakeLLM) -> None:
     backend(server).summarize(make_requests(2))
     assert [h["auth"] for h in server.hits] == [None, None]
 
 
+@pytest.mark.unit
 def test_retry_after_forms() -> None:
     assert _retry_after("2") == 2.0 and _retry_after("0.5") == 0.5
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: retry now
     assert _retry_after(None) is None and _retry_after("soon") is None
 
 
+@pytest.mark.unit
 def test_settings_hide_url_credentials() -> None:
     llm = OpenAICompatibleBackend("https://user:pw@api.example.com:8443/v1?api-key=abc", "m", max_tokens=64)
     assert llm.settings() == {"backend": "openai-compatible", "base_url": "https://api.example.com:8443/v1",
@@ -290,6 +303,7 @@ def run_within(seconds: float, fn):
     return box["value"]
 
 
+@pytest.mark.integration
 def test_base_url_query_string_is_kept_on_requests(server: FakeLLM) -> None:
     # Azure-style: the API version (and here a signature whose %2F must survive) rides on the query string.
     query = "api-version=2024-06-01&sig=a%2Bb%2Fc%3D%3D"
@@ -299,6 +313,7 @@ def test_base_url_query_string_is_kept_on_requests(server: FakeLLM) -> None:
     assert [h["query"] for h in server.hits] == [query] * 6  # and the path was /v1/chat/completions
 
 
+@pytest.mark.integration
 def test_url_credentials_are_sent_but_never_shown(server: FakeLLM) -> None:
     llm = OpenAICompatibleBackend(secret_url(server.url), "test-model", api_key_env=KEY_ENV, max_retries=1,
                                   backoff_s=0.01, timeout_s=5.0)
@@ -341,6 +356,7 @@ def test_url_credentials_are_sent_but_never_shown(server: FakeLLM) -> None:
     assert_no_secret(str(info.value))
 
 
+@pytest.mark.unit
 def test_redact_url() -> None:
     assert redact_url("https://u:p@h.example:8443/v1?api-key=K&key=K&token=T&access_token=A&sig=S&api-version=1"
                       "#frag") == ("https://***@h.example:8443/v1?api-key=***&key=***&token=***&access_token=***"
@@ -350,6 +366,7 @@ def test_redact_url() -> None:
     assert redact_url("https://h:notaport/v1") == "<unparsable URL>"
 
 
+@pytest.mark.integration
 def test_long_retry_after_fails_at_once_with_a_named_error(server: FakeLLM) -> None:
     server.always = (429, {"Retry-After": "3600"}, '{"error": "come back in an hour"}')
     llm = backend(server, concurrency=1)  # the default cap, 120 s
@@ -371,6 +388,7 @@ def test_long_retry_after_fails_at_once_with_a_named_error(server: FakeLLM) -> N
         run_within(20, lambda: backend(server, max_retry_wait_s=0.5).summarize(make_requests(1)))
 
 
+@pytest.mark.integration
 def test_retry_after_within_cap_or_garbage_is_retried(server: FakeLLM) -> None:
     server.script = {1: (429, {"Retry-After": "0.3"}, "{}"), 2: (503, {"Retry-After": "soon"}, "{}"),
                      3: (503, {"Retry-After": "-1"}, "{}"), 4: (429, {"Retry-After": "nan"}, "{}")}
@@ -383,6 +401,7 @@ def test_retry_after_within_cap_or_garbage_is_retried(server: FakeLLM) -> None:
         backend(server, max_retry_wait_s=-1.0)
 
 
+@pytest.mark.unit
 def test_retry_after_garbage_and_edge_forms() -> None:
     assert _retry_after(" 7 ") == 7.0 and _retry_after("0") == 0.0
     for garbage in ("", "  ", "-5", "nan", "inf", "-inf", "1e3", "0x10", "soon", "12, 13", "Wed, 99 Foo 2015"):
@@ -394,6 +413,7 @@ def test_retry_after_garbage_and_edge_forms() -> None:
     assert 98 <= _retry_after(email.utils.format_datetime(email.utils.parsedate_to_datetime(naive))) <= 100
 
 
+@pytest.mark.integration
 def test_summarize_inside_a_running_event_loop(server: FakeLLM) -> None:
     requests = make_requests(3)
 
@@ -404,6 +424,7 @@ def test_summarize_inside_a_running_event_loop(server: FakeLLM) -> None:
 
 
 # ---- cache -------------------------------------------------------------------------------------------------
+@pytest.mark.integration
 def test_cache_asks_only_for_missing_and_dedupes(server: FakeLLM, tmp_path: Path) -> None:
     llm = backend(server)
     requests = make_requests(3)
@@ -423,6 +444,7 @@ def test_cache_asks_only_for_missing_and_dedupes(server: FakeLLM, tmp_path: Path
     assert len(server.hits) == 6
 
 
+@pytest.mark.integration
 def test_failure_midway_keeps_earlier_responses(server: FakeLLM, tmp_path: Path) -> None:
     server.script = {3: (422, {}, '{"error": "context too long"}')}
     requests = make_requests(5)
@@ -446,6 +468,7 @@ summarize_with_cache(llm, requests, ResponseCache(path), progress=False)
 """
 
 
+@pytest.mark.integration
 def test_killed_run_resumes_with_only_missing_requests(server: FakeLLM, tmp_path: Path) -> None:
     n, served = 20, 6
     path = tmp_path / "cache.jsonl"
@@ -480,6 +503,7 @@ def test_killed_run_resumes_with_only_missing_requests(server: FakeLLM, tmp_path
     assert len(path.read_bytes().splitlines()) == n
 
 
+@pytest.mark.unit
 def test_truncated_last_line_is_ignored_and_cut(tmp_path: Path) -> None:
     path = tmp_path / "cache.jsonl"
     with ResponseCache(path) as cache:
@@ -494,6 +518,7 @@ def test_truncated_last_line_is_ignored_and_cut(tmp_path: Path) -> None:
     assert [e["key"] for e in entries] == ["k0", "k1", "k2", "k4"]
 
 
+@pytest.mark.unit
 def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "a", "response": "x"}\n{"key": "b", "response": "y"}', encoding="utf-8")
@@ -503,6 +528,7 @@ def test_complete_last_line_without_newline_is_kept(tmp_path: Path) -> None:
     assert [json.loads(line)["key"] for line in path.read_bytes().splitlines()] == ["a", "b", "c"]
 
 
+@pytest.mark.unit
 def test_damaged_middle_line_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "cache.jsonl"
     path.write_text('{"key": "a", "response": "x"}\nnot json\n{"key": "b", "response": "y"}\n', encoding="utf-8")
@@ -510,6 +536,7 @@ def test_damaged_middle_line_is_an_error(tmp_path: Path) -> None:
         ResponseCache(path)
 
 
+@pytest.mark.unit
 def test_passthrough_returns_user_text(tmp_path: Path) -> None:
     requests = make_requests(2)
     with ResponseCache(tmp_path / "c.jsonl") as cache:
@@ -518,6 +545,7 @@ def test_passthrough_returns_user_text(tmp_path: Path) -> None:
     assert PassthroughBackend().settings() == {"backend": "passthrough"}
 
 
+@pytest.mark.unit
 def test_backend_without_callbacks_is_still_cached(tmp_path: Path) -> None:
     class Upper(SummaryBackend):
         def settings(self) -> dict:
@@ -562,6 +590,7 @@ LM_REQUESTS = [[{"role": "system", "content": "summary of preference"}, {"role":
                             "a user likes makeup", "night cream"]]
 
 
+@pytest.mark.integration
 def test_transformers_backend_deterministic_and_batch_invariant(tiny_model: Path) -> None:
     batched = TransformersBackend(tiny_model, max_new_tokens=6, batch_size=4)
     first = batched.summarize(LM_REQUESTS)
@@ -578,6 +607,7 @@ def test_transformers_backend_deterministic_and_batch_invariant(tiny_model: Path
     assert settings["decoding"] == "greedy" and settings["fingerprint"] and "batch_size" not in settings
 
 
+@pytest.mark.integration
 def test_transformers_backend_uses_chat_template(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoTokenizer
 

@@ -1,4 +1,5 @@
-"""InfoNCE (SPEC §1.8, Eqs. 9 and 11) against hand computation, a naive double-loop reference, and 2-process gloo.
+"""InfoNCE (docs/method.md#infonce, Eqs. 9 and 11) against hand computation, a naive double-loop reference, and
+2-process gloo.
 
 Hand-computed fixture (B = 2, D = 2):
     a0 = (1, 0), a1 = (0, 0.5), p0 = (2, 1), p1 = (-1, 3)
@@ -31,7 +32,7 @@ def ce(positive: float, negatives: list[float]) -> float:
 
 def reference(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 1.0, similarity: str = "dot",
               symmetric: bool = True, negatives: str = "all") -> torch.Tensor:
-    """Naive float64 double loop over queries and keys, straight from SPEC §1.8 and Eq. 9."""
+    """Naive float64 double loop over queries and keys, straight from docs/method.md#infonce and Eq. 9."""
     b = anchors.shape[0]
     z = torch.cat([anchors, positives]).double()  # (2B, D)
 
@@ -55,6 +56,7 @@ def reference(anchors: torch.Tensor, positives: torch.Tensor, temperature: float
 # --- hand-computed values ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_nt_xent_symmetric_by_hand() -> None:
     expected = (ce(2.0, [0.0, -1.0])  # a0: positive p0; negatives a1, p1
                 + ce(1.5, [0.0, 0.5])  # a1: positive p1; negatives a0, p0
@@ -63,11 +65,13 @@ def test_nt_xent_symmetric_by_hand() -> None:
     assert info_nce(A, P).item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.unit
 def test_nt_xent_one_sided_by_hand() -> None:
     expected = (ce(2.0, [0.0, -1.0]) + ce(1.5, [0.0, 0.5])) / 2
     assert info_nce(A, P, symmetric=False).item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.unit
 def test_paper_eq9_negatives_by_hand() -> None:
     one_sided = (ce(2.0, [-1.0]) + ce(1.5, [0.5])) / 2  # a_i against p_j only
     transposed = (ce(2.0, [0.5]) + ce(1.5, [-1.0])) / 2  # p_i against a_j only
@@ -75,12 +79,14 @@ def test_paper_eq9_negatives_by_hand() -> None:
     assert info_nce(A, P, negatives="positives").item() == pytest.approx((one_sided + transposed) / 2, rel=1e-6)
 
 
+@pytest.mark.unit
 def test_temperature_by_hand() -> None:
     t = 0.5
     expected = (ce(2.0 / t, [0.0, -1.0 / t]) + ce(1.5 / t, [0.0, 0.5 / t])) / 2
     assert info_nce(A, P, temperature=t, symmetric=False).item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.unit
 def test_cosine_by_hand() -> None:
     n_a0, n_a1, n_p0, n_p1 = 1.0, 0.5, math.sqrt(5), math.sqrt(10)
     expected = (ce(2.0 / (n_a0 * n_p0), [0.0, -1.0 / (n_a0 * n_p1)])
@@ -91,6 +97,7 @@ def test_cosine_by_hand() -> None:
 # --- properties -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("negatives,symmetric", MODES)
 def test_positive_is_at_the_right_index(negatives: str, symmetric: bool) -> None:
     torch.manual_seed(0)
@@ -101,6 +108,7 @@ def test_positive_is_at_the_right_index(negatives: str, symmetric: bool) -> None
     assert shuffled > aligned + 1.0
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("negatives,symmetric", MODES)
 def test_perfect_alignment_gives_zero_loss(negatives: str, symmetric: bool) -> None:
     # Orthogonal rows of norm 10: positive logit 100, every negative 0. The self-similarity (also 100) must be
@@ -109,6 +117,7 @@ def test_perfect_alignment_gives_zero_loss(negatives: str, symmetric: bool) -> N
     assert info_nce(anchors, anchors.clone(), negatives=negatives, symmetric=symmetric).item() < 1e-30
 
 
+@pytest.mark.unit
 def test_temperature_scales_dot_logits() -> None:
     torch.manual_seed(1)
     anchors, positives = torch.randn(5, 4), torch.randn(5, 4)
@@ -117,6 +126,7 @@ def test_temperature_scales_dot_logits() -> None:
     assert info_nce(anchors, positives, temperature=t).item() == pytest.approx(scaled.item(), rel=1e-5)
 
 
+@pytest.mark.unit
 def test_cosine_ignores_row_norms_dot_does_not() -> None:
     torch.manual_seed(2)
     anchors, positives = torch.randn(5, 4), torch.randn(5, 4)
@@ -128,6 +138,7 @@ def test_cosine_ignores_row_norms_dot_does_not() -> None:
     assert info_nce(anchors, positives).item() != pytest.approx(cosine.item(), rel=1e-2)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("negatives", ["all", "positives"])
 def test_symmetric_is_the_mean_of_both_directions(negatives: str) -> None:
     torch.manual_seed(3)
@@ -139,6 +150,7 @@ def test_symmetric_is_the_mean_of_both_directions(negatives: str) -> None:
     assert forward.item() != pytest.approx(backward.item(), rel=1e-2)  # the two directions differ here
 
 
+@pytest.mark.unit
 def test_paper_negatives_are_a_subset_of_the_code_negatives() -> None:
     # Same positives, fewer negatives: the Eq. 9 loss is never larger than NT-Xent's.
     torch.manual_seed(4)
@@ -146,6 +158,7 @@ def test_paper_negatives_are_a_subset_of_the_code_negatives() -> None:
     assert info_nce(anchors, positives, negatives="positives") < info_nce(anchors, positives)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("negatives,symmetric", MODES)
 def test_batch_of_one_has_no_negatives(negatives: str, symmetric: bool) -> None:
     anchors, positives = torch.randn(1, 4, requires_grad=True), torch.randn(1, 4, requires_grad=True)
@@ -155,6 +168,7 @@ def test_batch_of_one_has_no_negatives(negatives: str, symmetric: bool) -> None:
     assert torch.equal(anchors.grad, torch.zeros(1, 4)) and torch.equal(positives.grad, torch.zeros(1, 4))
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("similarity,temperature", [("dot", 1.0), ("dot", 0.3), ("cosine", 0.1)])
 @pytest.mark.parametrize("negatives,symmetric", MODES)
 def test_matches_naive_reference_value_and_gradient(negatives: str, symmetric: bool, similarity: str,
@@ -178,6 +192,7 @@ def test_matches_naive_reference_value_and_gradient(negatives: str, symmetric: b
     assert module(anchors, positives).item() == pytest.approx(ours.item(), rel=1e-6)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_under_autocast_is_computed_in_float32(dtype: torch.dtype) -> None:
     torch.manual_seed(6)
@@ -194,6 +209,7 @@ def test_half_precision_under_autocast_is_computed_in_float32(dtype: torch.dtype
     assert loss.item() == pytest.approx(full.item(), rel=2e-2)
 
 
+@pytest.mark.unit
 def test_invalid_arguments_raise() -> None:
     with pytest.raises(ValueError, match="B, D"):
         info_nce(torch.randn(3, 4), torch.randn(2, 4))
@@ -271,6 +287,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_gather_across_two_gloo_ranks_equals_the_concatenated_batch(tmp_path) -> None:
     """Gathered negatives on 2 ranks reproduce the single-process loss on the concatenated batch.

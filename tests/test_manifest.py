@@ -16,6 +16,8 @@ from sracl_lightning.manifest import (
     texts_hash,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_round_trip_and_key_check(tmp_path):
     path = tmp_path / "a" / "table.npy"

@@ -9,6 +9,8 @@ import torch
 
 from sracl_lightning.metrics import RankingMetrics, target_ranks
 
+pytestmark = pytest.mark.unit
+
 
 def test_ranks_by_hand() -> None:
     scores = torch.tensor([

@@ -1,10 +1,13 @@
-"""Candidate-pool retrieval (SPEC §1.5): faiss search against brute force, id-based self-exclusion, exclusions."""
+"""Candidate-pool retrieval (docs/method.md#neighbour-pools): faiss search against brute force, id-based
+self-exclusion, exclusions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+
+pytestmark = pytest.mark.unit
 
 faiss = pytest.importorskip("faiss")
 

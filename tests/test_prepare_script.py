@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import load_script
+
+pytestmark = pytest.mark.integration
 
 
 def load_prepare():
-    spec = importlib.util.spec_from_file_location("prepare", REPO_ROOT / "data" / "prepare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data/prepare")
 
 
 def _converted_directory(out: str) -> Path:

@@ -14,6 +14,8 @@ from sracl_lightning import catalog, item_text, processed
 from sracl_lightning.sequence_files import read_s3rec
 from sracl_lightning.sequences import DataFormatError
 
+pytestmark = pytest.mark.unit
+
 LAYOUT_FILES = {"items.npy", "offsets.npy", "id_map.json", "stats.json"}
 TOY_LINES = ["5 10 20 30 40", "2 20 50 10", "9 30 30 50 20 10"]
 

@@ -1,4 +1,5 @@
-"""Tests of the LLM prompts (SPEC §1.3–1.4): exact rendering, fallbacks, context sequences, template errors."""
+"""Tests of the LLM prompts (docs/method.md#semantic-stage): exact rendering, fallbacks, context sequences,
+template errors."""
 
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ from sracl_lightning.prompts import (
     PromptTemplateError,
     item_context_sequences,
     item_display_text,
-    item_prompt,
     load_prompt_template,
-    load_templates,
     user_message_text,
-    user_prompt,
 )
+
+pytestmark = pytest.mark.unit
 
 PROMPTS = Path(__file__).resolve().parents[1] / "configs" / "prompts"
 
@@ -141,16 +141,14 @@ def test_yelp_item_prompt_exact(yelp: PromptBuilder) -> None:
     assert "no more than 70 words" in user
 
 
-def test_function_forms_and_identity(amazon: PromptBuilder, tmp_path: Path) -> None:
+def test_identity_follows_the_content(amazon: PromptBuilder, tmp_path: Path) -> None:
+    """The identity follows the content, not where the file lies."""
     template = amazon.template
-    assert user_prompt([1, 2], RECORDS, template) == amazon.user_messages([1, 2])
-    assert item_prompt(4, RECORDS, [[1, 4]], template) == amazon.item_messages(4, [[1, 4]])
-    assert item_prompt(4, RECORDS, [], template) == amazon.item_messages(4)
-    # The identity follows the content, not where the file lies.
+    assert amazon.item_messages(4, []) == amazon.item_messages(4)
     copy = tmp_path / "amazon.yaml"
     copy.write_text((PROMPTS / "amazon.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    assert load_templates(copy).identity() == template.identity()
-    assert load_templates(copy, domain="office").identity() != template.identity()
+    assert load_prompt_template(copy).identity() == template.identity()
+    assert load_prompt_template(copy, domain="office").identity() != template.identity()
 
 
 def test_unknown_item_is_a_clear_error(amazon: PromptBuilder) -> None:
@@ -201,7 +199,7 @@ def test_extra_placeholder_is_missing_when_absent(tmp_path: Path) -> None:
     assert builder.item_info(1) == "Rose Lip Balm rank missing"
 
 
-# ---- context sequences (SPEC §1.4) -------------------------------------------------------------------------
+# ---- context sequences (docs/method.md#item-summaries) -----------------------------------------------------
 def flat(users: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     items = np.array([i for seq in users for i in seq], dtype=np.int32)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in users])]).astype(np.int64)

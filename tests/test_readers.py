@@ -14,6 +14,8 @@ from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_i
 from sracl_lightning.sequence_files import read_s3rec, read_sracl
 from sracl_lightning.sequences import DataFormatError, Sequences
 
+pytestmark = pytest.mark.unit
+
 RECBOLE_HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 
 

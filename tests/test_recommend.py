@@ -16,16 +16,15 @@ from sracl_lightning.errors import InvalidArgumentError, UsageError
 from sracl_lightning.item_text import load_item_text
 from sracl_lightning.recommend import Recommender, main, read_histories
 from sracl_lightning.sequences import DataFormatError
-from tests.conftest import REPO_ROOT
-from tests.test_cli import load_script, tiny_args
+from tests.conftest import REPO_ROOT, run_train, tiny_args
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, synthetic_reviews) -> str:
     tmp_path = tmp_path_factory.mktemp("recommend")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["train.py", *tiny_args(synthetic_reviews, tmp_path)])
-        load_script("train").main()
+    run_train(tiny_args(synthetic_reviews, tmp_path))
     return json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())["checkpoint"]
 
 

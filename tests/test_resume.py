@@ -25,6 +25,8 @@ from sracl_lightning.callbacks import EpochEndCheckpoint, RandomState
 from sracl_lightning.cli import SRACLCLI
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.integration
+
 #: The monitored score of epochs 0..3: epoch 1 is the best; epochs 2 and 3 do not improve (3 beats 0, not 1).
 SCORES = [0.3, 0.5, 0.4, 0.45]
 EPOCHS = len(SCORES)

@@ -13,6 +13,8 @@ from sracl_lightning.samples import SequenceSamples, collate_batch, split_positi
 from sracl_lightning.sequence_files import read_s3rec
 from sracl_lightning.sequences import Sequences
 
+pytestmark = pytest.mark.unit
+
 # Item ids are 1..10, so the reader keeps them unchanged and the expectations can use them directly.
 USERS = {
     "1": [1, 2, 3],

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from sracl_lightning.sasrec import SASRec
 from tests.conftest import left_padded as pad
 
+pytestmark = pytest.mark.unit
+
 NUM_ITEMS, MAX_LEN = 50, 8
 
 

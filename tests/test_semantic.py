@@ -6,7 +6,6 @@ so the file stays fast. An LLM is stood in for by a small backend class that rec
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -22,9 +21,16 @@ from sracl_lightning.samples import split_positions
 from sracl_lightning.semantic import SemanticStage, item_raw_text
 from sracl_lightning.semantic_tables import load_semantic_tables
 from sracl_lightning.sequences import Sequences
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_script
 
-torch.set_num_threads(1)
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread while this module runs (as the file always ran), restored afterwards for the others."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class RecordingBackend(SummaryBackend):
@@ -61,6 +67,7 @@ def _forbid(monkeypatch, *names: str) -> None:
         monkeypatch.setattr(semantic_module, name, boom)
 
 
+@pytest.mark.integration
 def test_builds_every_artefact_with_the_documented_shapes(stage_args):
     stage = SemanticStage(**stage_args)
     report = stage.run()
@@ -87,6 +94,7 @@ def test_builds_every_artefact_with_the_documented_shapes(stage_args):
     assert manifest["params"]["text_source"]["llm"] == {"backend": "none"}
 
 
+@pytest.mark.integration
 def test_neighbours_are_the_exact_cosine_top_k(stage_args):
     stage = SemanticStage(**stage_args)
     stage.run()
@@ -100,6 +108,7 @@ def test_neighbours_are_the_exact_cosine_top_k(stage_args):
     assert agree > 0.98
 
 
+@pytest.mark.integration
 def test_rerun_reuses_everything_and_a_changed_setting_rebuilds_only_its_dependants(stage_args, monkeypatch):
     SemanticStage(**stage_args).run()
     with monkeypatch.context() as m:
@@ -119,6 +128,7 @@ def test_rerun_reuses_everything_and_a_changed_setting_rebuilds_only_its_dependa
         SemanticStage(**{**stage_args, "recency_decay": 0.5}).run()
 
 
+@pytest.mark.integration
 def test_interrupted_write_is_rebuilt_not_trusted(stage_args):
     stage = SemanticStage(**stage_args)
     stage.run()
@@ -130,6 +140,7 @@ def test_interrupted_write_is_rebuilt_not_trusted(stage_args):
     load_semantic_tables(stage.directory, stage.name, "test", stage.sequences)
 
 
+@pytest.mark.integration
 def test_same_user_and_leakage_exclusions(stage_args):
     stage = SemanticStage(**{**stage_args, "exclude_same_user": True, "exclude_leaking": True})
     stage.run()
@@ -147,6 +158,7 @@ def test_same_user_and_leakage_exclusions(stage_args):
     assert manifest["params"]["exclude_same_user"] and manifest["params"]["exclude_leaking"]
 
 
+@pytest.mark.integration
 def test_llm_summaries_are_embedded_and_cached(stage_args):
     backend = RecordingBackend()
     args = {**stage_args, "summarizer": backend, "user_source": "text", "max_length": 16, "profile": "llm"}
@@ -166,6 +178,7 @@ def test_llm_summaries_are_embedded_and_cached(stage_args):
     assert again.asked == 0
 
 
+@pytest.mark.integration
 def test_raw_text_mode_embeds_attributes_not_instructions(stage_args):
     stage = SemanticStage(**{**stage_args, "user_source": "text", "max_length": 16})
     stage.prepare()
@@ -179,6 +192,7 @@ def test_raw_text_mode_embeds_attributes_not_instructions(stage_args):
     assert len(users) == len(stage.prefix_positions) and users[0].startswith("<")
 
 
+@pytest.mark.unit
 def test_item_raw_text_falls_back_without_title():
     record = {"title": None, "brand": "Acme", "categories": ["Sports", "Tents"], "price": None,
               "description": None, "extra": {"idgenrec_text_id": "two person tent"}}
@@ -186,6 +200,7 @@ def test_item_raw_text_falls_back_without_title():
     assert item_raw_text(None) == ""
 
 
+@pytest.mark.integration
 def test_cooccurrence_fallback_needs_no_text(stage_args):
     stage = SemanticStage(**{**stage_args, "item_source": "cooccurrence", "cooccurrence_dim": 16,
                              "profile": "cooc"})
@@ -195,6 +210,7 @@ def test_cooccurrence_fallback_needs_no_text(stage_args):
         SemanticStage(**{**stage_args, "item_source": "cooccurrence", "user_source": "text"})
 
 
+@pytest.mark.integration
 def test_datamodule_loads_checked_tables(stage_args, synthetic_reviews):
     SemanticStage(**stage_args).run()
     data = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon",
@@ -226,6 +242,7 @@ def test_datamodule_loads_checked_tables(stage_args, synthetic_reviews):
         missing.setup("fit")
 
 
+@pytest.mark.integration
 def test_tables_of_another_dataset_are_refused(stage_args, tmp_path):
     stage = SemanticStage(**stage_args)
     stage.run()
@@ -236,6 +253,7 @@ def test_tables_of_another_dataset_are_refused(stage_args, tmp_path):
         load_semantic_tables(stage.directory, stage.name, "test", other)
 
 
+@pytest.mark.integration
 def test_profile_of_changed_sequences_is_refused_with_both_keys(stage_args):
     """Reversed sequences keep every shape and id range; only the manifests' data key tells the profile is stale."""
     stage = SemanticStage(**stage_args)
@@ -254,12 +272,10 @@ def test_profile_of_changed_sequences_is_refused_with_both_keys(stage_args):
 
 
 def _load_cli():
-    spec = importlib.util.spec_from_file_location("semantic_cli", REPO_ROOT / "data" / "semantic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("data/semantic")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("config", sorted((REPO_ROOT / "configs" / "semantic").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_semantic_config_parses(config, monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
@@ -269,6 +285,7 @@ def test_every_shipped_semantic_config_parses(config, monkeypatch):
     assert text.startswith("#") and "python data/semantic.py" in text, "configs open with a comment and command"
 
 
+@pytest.mark.integration
 def test_cli_runs_the_stage(stage_args, capsys):
     args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in stage_args.items()]
     assert _load_cli().main(args) == 0

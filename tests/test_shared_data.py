@@ -13,9 +13,11 @@ from sracl_lightning.sequence_files import read_s3rec, read_sracl
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")]
 
-# ../shared/data/README.md and the paper's Table 3: (users, items, interactions); training samples from the SPEC.
+# ../shared/data/README.md and the paper's Table 3: (users, items, interactions); training samples:
+# docs/method.md#samples-and-windows.
 EXPECTED = {
     "beauty": (22_363, 12_101, 198_502, 131_413),
     "sports": (35_598, 18_357, 296_337, 189_543),

@@ -14,39 +14,23 @@ from sracl_lightning.cli import SRACLCLI
 from sracl_lightning.gru4rec import GRU4Rec
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.sasrec import SASRec
-from sracl_lightning.semantic import SemanticStage
-from tests.conftest import REPO_ROOT
-from tests.test_cli import load_script, run_train, tiny_args
-
-N, L, K, E, B = 30, 6, 3, 8, 5
-
-
-def toy_batch(generator: torch.Generator) -> SeqBatch:
-    """A training batch with neighbours, left-padded like the real data."""
-    ids = torch.randint(1, N + 1, (B, L), generator=generator)
-    ids[0, :3] = 0  # a short prefix
-    neighbours = torch.randint(1, N + 1, (B, K, L), generator=generator)
-    neighbours[:, 0, :2] = 0
-    return SeqBatch(input_ids=ids, target=torch.randint(1, N + 1, (B,), generator=generator),
-                    position=torch.arange(B), user=torch.arange(B), prefix_row=torch.arange(B),
-                    semantic=torch.randn(B, E, generator=generator), neighbour_rows=torch.zeros(B, K, dtype=torch.long),
-                    neighbour_input_ids=neighbours, neighbour_semantic=torch.randn(B, K, E, generator=generator))
-
-
-def item_table(generator: torch.Generator) -> torch.Tensor:
-    """(N + 1, K) neighbour ids 1..N, never the item itself; row 0 = -1."""
-    table = (torch.arange(N + 1)[:, None] + torch.randint(1, N, (N + 1, K), generator=generator)) % N + 1
-    table[0] = -1
-    return table
+from tests.conftest import REPO_ROOT, item_table, load_script, run_train, tiny_args, toy_batch
+from tests.conftest import TOY_BATCH as B
+from tests.conftest import TOY_ITEMS as N
+from tests.conftest import TOY_LEN as L
+from tests.conftest import TOY_NEIGHBOURS as K
+from tests.conftest import TOY_SEMANTIC_DIM as E
 
 
 def sracl(encoder=None, **kwargs) -> SRACLModule:
     encoder = encoder or partial(SASRec, hidden_size=16, num_layers=1, num_heads=1, inner_size=32)
+    kwargs = {"user_cl_weight": 0.1, "item_cl_weight": 0.1, **kwargs}  # SRA-CL on (the default is the backbone)
     module = SRACLModule(N, L, encoder=encoder, semantic_dim=E, **kwargs)
     module.item_neighbours = item_table(torch.Generator().manual_seed(1))
     return module
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("encoder", [None, partial(GRU4Rec, hidden_size=16, gru_hidden_size=16)],
                          ids=["sasrec", "gru4rec"])
 def test_every_parameter_gets_a_gradient(encoder):
@@ -59,6 +43,7 @@ def test_every_parameter_gets_a_gradient(encoder):
     assert not missing, f"no gradient reaches {missing}"
 
 
+@pytest.mark.unit
 def test_terms_are_weighted_and_each_can_be_turned_off():
     generator = torch.Generator().manual_seed(0)
     batch = toy_batch(generator)
@@ -77,6 +62,7 @@ def test_terms_are_weighted_and_each_can_be_turned_off():
     assert set(sracl(item_cl_weight=0.0).loss_terms(batch)) == {"rec", "user_cl"}
 
 
+@pytest.mark.unit
 def test_backbone_alone_needs_no_semantics_and_sracl_says_what_is_missing():
     plain = SRACLModule(N, L, user_cl_weight=0.0, item_cl_weight=0.0)
     assert plain.synthesizer is None
@@ -84,18 +70,20 @@ def test_backbone_alone_needs_no_semantics_and_sracl_says_what_is_missing():
     assert set(plain.loss_terms(SeqBatch(ids, torch.randint(1, N + 1, (B,)), torch.arange(B), torch.arange(B)))) \
         == {"rec"}
     with pytest.raises(ValueError, match="semantic_profile"):
-        SRACLModule(N, L)  # α > 0 by default: the synthesizer needs the semantic width
-    module = SRACLModule(N, L, semantic_dim=E, item_cl_weight=0.0)
+        SRACLModule(N, L, user_cl_weight=0.1)  # α > 0: the synthesizer needs the semantic width
+    module = SRACLModule(N, L, semantic_dim=E, user_cl_weight=0.1, item_cl_weight=0.0)
     with pytest.raises(ValueError, match="neighbours"):
         module.user_cl_loss(SeqBatch(ids, ids[:, -1], torch.arange(B), torch.arange(B)), torch.zeros(B, 64))
 
 
+@pytest.mark.unit
 def test_inference_uses_the_backbone_alone():
     module = sracl().eval()
     ids = torch.randint(1, N + 1, (B, L))
     assert torch.equal(module(ids), module.encoder(ids))
 
 
+@pytest.mark.unit
 def test_one_batch_overfits_with_all_terms():
     torch.manual_seed(0)
     module = sracl(optimizer=partial(torch.optim.Adam, lr=1e-2))
@@ -112,13 +100,13 @@ def test_one_batch_overfits_with_all_terms():
     assert terms["rec"].item() < 0.2 * first
 
 
-def test_sracl_trains_through_the_cli_on_a_semantic_profile(monkeypatch, tmp_path, synthetic_reviews):
-    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(tmp_path / "processed"),
-                  profile="test", user_source="item_mean", pool_size=5, progress=False).run()
+@pytest.mark.integration
+def test_sracl_trains_through_the_cli_on_a_semantic_profile(tmp_path, synthetic_reviews, semantic_data_root):
     args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0",
-                     "--data.semantic_profile", "test", "--data.num_neighbours", "3",
+                     "--data.data_root", semantic_data_root,
+                     "--data.semantic_profile", "minilm_nollm", "--data.num_neighbours", "3",
                      "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
-    run_train(monkeypatch, args)
+    run_train(args)
     run = next((tmp_path / "runs").rglob("test_metrics.json"))
     assert "L_CS" in json.loads(run.read_text())["protocol"]["loss"]
     metrics = (run.parent.parent / "csv").rglob("metrics.csv")
@@ -137,12 +125,14 @@ def test_sracl_trains_through_the_cli_on_a_semantic_profile(monkeypatch, tmp_pat
 
 
 # ------------------------------------------------------------------------------------------ memory-bank mode
+@pytest.mark.unit
 def test_memory_bank_mode_reads_neighbours_from_the_bank_and_refreshes_anchor_rows():
     from sracl_lightning.memory_bank import MemoryBankSRACL
 
     torch.manual_seed(0)
     module = MemoryBankSRACL(N, L, encoder=partial(SASRec, hidden_size=16, num_layers=1, num_heads=1,
-                                                   inner_size=32), semantic_dim=E)
+                                                   inner_size=32), semantic_dim=E,
+                             user_cl_weight=0.1, item_cl_weight=0.1)
     module.item_neighbours = item_table(torch.Generator().manual_seed(1))
     module.bank = torch.randn(B, 16)
     batch = toy_batch(torch.Generator().manual_seed(0))
@@ -157,14 +147,14 @@ def test_memory_bank_mode_reads_neighbours_from_the_bank_and_refreshes_anchor_ro
     assert not missing, f"no gradient reaches {missing}"
 
 
-def test_memory_bank_mode_trains_through_the_cli(monkeypatch, tmp_path, synthetic_reviews):
-    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(tmp_path / "processed"),
-                  profile="test", user_source="item_mean", pool_size=5, progress=False).run()
+@pytest.mark.integration
+def test_memory_bank_mode_trains_through_the_cli(tmp_path, synthetic_reviews, semantic_data_root):
     args = tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1", "--trainer.limit_test_batches", "1.0",
+                     "--data.data_root", semantic_data_root,
                      "--model.class_path", "sracl_lightning.memory_bank.MemoryBankSRACL",
-                     "--data.semantic_profile", "test",
+                     "--data.semantic_profile", "minilm_nollm",
                      "--model.init_args.user_cl_weight", "0.1", "--model.init_args.item_cl_weight", "0.1")
-    run_train(monkeypatch, args)
+    run_train(args)
     results = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
     # Loaders import the package's subclass named in the checkpoint (Lightning would refuse it otherwise).
     evaluated = load_script("evaluate").evaluate(results["checkpoint"], output_dir=str(tmp_path / "eval"),
@@ -188,16 +178,15 @@ def test_memory_bank_mode_trains_through_the_cli(monkeypatch, tmp_path, syntheti
 SRACL_CONFIGS = sorted((REPO_ROOT / "configs" / "sracl").glob("*.yaml"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("config", SRACL_CONFIGS, ids=lambda p: p.stem)
-def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, synthetic_reviews):
+def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, synthetic_reviews, semantic_data_root):
     text = config.read_text()
     assert text.startswith("#") and "python train.py" in text, "configs open with a comment and the command"
-    data_root = str(tmp_path / "processed")
+    data_root = semantic_data_root  # holds the two profiles the configs name, built once per session
     profile = yaml.safe_load(text).get("data", {}).get("semantic_profile", "minilm_nollm")
+    assert profile in {"minilm_nollm", "cooccurrence"}, f"{config.name} names a profile the fixture does not build"
     cooccurrence = profile == "cooccurrence"
-    SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile=profile,
-                  user_source="item_mean", item_source="cooccurrence" if cooccurrence else "text",
-                  cooccurrence_dim=16, pool_size=10, progress=False).run()
     # Overlays go on top of what they modify: faithful.yaml on a dataset's SRA-CL config, duorec.yaml on DuoRec.
     configs = {"faithful": [REPO_ROOT / "configs" / "sracl" / "beauty.yaml"],
                "learnable_substitution": [REPO_ROOT / "configs" / "sracl" / "beauty.yaml"],
@@ -216,26 +205,16 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
 ABLATIONS = sorted((REPO_ROOT / "configs" / "ablations").glob("*/*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def both_profiles(tmp_path_factory, synthetic_reviews) -> str:
-    """A data root holding the two profiles the shipped configs name, built on the small synthetic dataset."""
-    data_root = str(tmp_path_factory.mktemp("profiles") / "processed")
-    for profile, item_source in (("minilm_nollm", "text"), ("cooccurrence", "cooccurrence")):
-        SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile=profile,
-                      item_source=item_source, user_source="item_mean", cooccurrence_dim=16, pool_size=10,
-                      progress=False).run()
-    return data_root
-
-
+@pytest.mark.integration
 @pytest.mark.parametrize("ablation", ABLATIONS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_ablation_config_instantiates(ablation, both_profiles, tmp_path, synthetic_reviews):
+def test_every_ablation_config_instantiates(ablation, semantic_data_root, tmp_path, synthetic_reviews):
     text = ablation.read_text()
     assert text.startswith("# Table 2") and "Paper: HR@20" in text and "python train.py" in text
     dataset = ablation.parent.name
     base = REPO_ROOT / "configs" / "sracl" / f"{dataset}.yaml"
     cli = SRACLCLI(args=["--config", str(base), "--config", str(ablation),
                          "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
-                         "--data.data_root", both_profiles, "--trainer.default_root_dir", str(tmp_path / "runs")])
+                         "--data.data_root", semantic_data_root, "--trainer.default_root_dir", str(tmp_path / "runs")])
     model = cli.model
     expected = {"wo_cl": (0.0, 0.0), "wo_lcs": (0.0, 0.1), "wo_lis": (0.1, 0.0)}.get(ablation.stem, (0.1, 0.1))
     assert (model.user_cl_weight, model.item_cl_weight) == expected
@@ -247,10 +226,11 @@ def test_every_ablation_config_instantiates(ablation, both_profiles, tmp_path, s
         assert cli.datamodule.semantic_profile is None and model.synthesizer is None
 
 
+@pytest.mark.unit
 def test_random_neighbour_positive_is_one_of_the_neighbours():
     from sracl_lightning.ablations import RandomNeighbourSRACL
 
-    module = RandomNeighbourSRACL(N, L, semantic_dim=E)
+    module = RandomNeighbourSRACL(N, L, semantic_dim=E, user_cl_weight=0.1, item_cl_weight=0.1)
     module.bank = torch.randn(B, 64)
     batch = toy_batch(torch.Generator().manual_seed(0))
     batch.neighbour_rows = torch.randint(0, B, (B, K))

@@ -9,6 +9,8 @@ import torch
 
 from sracl_lightning.synthesizer import XAVIER_GAIN, SampleSynthesizer
 
+pytestmark = pytest.mark.unit
+
 B, K, E, D = 4, 5, 12, 8
 
 
@@ -32,7 +34,7 @@ def test_shapes_and_parameter_count() -> None:
     assert synth(anchor, neighbours, hidden).shape == (B, D)
     assert synth.adapter.shape == (E, D) and synth.attention.shape == (2 * D, 1)
     assert sum(p.numel() for p in synth.parameters()) == E * D + 2 * D
-    assert sum(p.numel() for p in SampleSynthesizer(1024, 64).parameters()) == 65_664  # SPEC §1.6
+    assert sum(p.numel() for p in SampleSynthesizer(1024, 64).parameters()) == 65_664  # docs/method.md#synthesizer
 
 
 def test_xavier_init_bounds() -> None:

@@ -73,6 +73,7 @@ def _dedupe(reviews: list[dict]) -> list[dict]:
     return unique
 
 
+@pytest.mark.unit
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) -> None:
     first = synthetic.generate(tmp_path / "a", num_users=NUM_USERS, num_items=NUM_ITEMS, seed=7)
     second = synthetic.generate(tmp_path / "b", num_users=NUM_USERS, num_items=NUM_ITEMS, seed=7)
@@ -89,6 +90,7 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path: Path) 
     )
 
 
+@pytest.mark.unit
 def test_returned_counts_match_files(generated: dict, reviews: list[dict], meta_lines: list[str]) -> None:
     unique = _dedupe(reviews)
     assert generated["users"] == NUM_USERS == len({r["reviewerID"] for r in reviews})
@@ -99,6 +101,7 @@ def test_returned_counts_match_files(generated: dict, reviews: list[dict], meta_
     assert 8 <= generated["interactions"] / NUM_USERS <= 13
 
 
+@pytest.mark.unit
 def test_review_lines_have_2014_format(reviews: list[dict]) -> None:
     for review in reviews:
         assert set(review) == set(REVIEW_TYPES)
@@ -116,6 +119,7 @@ def test_review_lines_have_2014_format(reviews: list[dict]) -> None:
         assert review["reviewText"] and review["summary"]
 
 
+@pytest.mark.unit
 def test_reviews_grouped_by_asin_not_by_user(reviews: list[dict]) -> None:
     asins = [r["asin"] for r in reviews]
     runs = [a for i, a in enumerate(asins) if i == 0 or asins[i - 1] != a]
@@ -124,6 +128,7 @@ def test_reviews_grouped_by_asin_not_by_user(reviews: list[dict]) -> None:
     assert sum(1 for i in range(1, len(users)) if users[i] != users[i - 1]) > len(set(users))
 
 
+@pytest.mark.unit
 def test_same_day_ties_exist(reviews: list[dict]) -> None:
     per_user_days = defaultdict(list)
     for review in _dedupe(reviews):
@@ -132,6 +137,7 @@ def test_same_day_ties_exist(reviews: list[dict]) -> None:
     assert ties > 0
 
 
+@pytest.mark.unit
 def test_meta_lines_are_python_literals(meta_lines: list[str], reviews: list[dict]) -> None:
     items = [ast.literal_eval(line) for line in meta_lines]
     for line in meta_lines[:20]:
@@ -152,6 +158,7 @@ def test_meta_lines_are_python_literals(meta_lines: list[str], reviews: list[dic
             assert item["title"].startswith(item["brand"])
 
 
+@pytest.mark.unit
 def test_meta_missing_field_fractions(meta_lines: list[str]) -> None:
     items = [ast.literal_eval(line) for line in meta_lines]
     expected = {"title": (0.005, 0.05), "brand": (0.05, 0.15), "price": (0.10, 0.20), "description": (0.05, 0.15)}
@@ -160,6 +167,7 @@ def test_meta_missing_field_fractions(meta_lines: list[str]) -> None:
         assert low <= missing <= high, (field, missing)
 
 
+@pytest.mark.unit
 def test_catalog_has_category_and_brand_structure(meta_lines: list[str]) -> None:
     items = [ast.literal_eval(line) for line in meta_lines]
     categories = Counter(item["categories"][0][1] for item in items)
@@ -173,6 +181,7 @@ def test_catalog_has_category_and_brand_structure(meta_lines: list[str]) -> None
     assert max(len(c) for c in categories_per_brand.values()) <= 2
 
 
+@pytest.mark.unit
 def test_five_core_after_dedupe(reviews: list[dict]) -> None:
     unique = _dedupe(reviews)
     user_counts = Counter(r["reviewerID"] for r in unique)
@@ -183,6 +192,7 @@ def test_five_core_after_dedupe(reviews: list[dict]) -> None:
     assert len({(r["reviewerID"], r["asin"]) for r in unique}) == len(unique)
 
 
+@pytest.mark.unit
 def test_exact_duplicates_exist(generated: dict, reviews: list[dict]) -> None:
     keys = Counter((r["reviewerID"], r["asin"], r["unixReviewTime"]) for r in reviews)
     duplicates = sum(count - 1 for count in keys.values())
@@ -190,6 +200,7 @@ def test_exact_duplicates_exist(generated: dict, reviews: list[dict]) -> None:
     assert duplicates / len(reviews) < 0.02
 
 
+@pytest.mark.unit
 def test_successor_predictor_beats_popularity(reviews: list[dict]) -> None:
     # Chronological order: stable sort by time keeps file order for same-day ties, as the real pipeline does.
     events = defaultdict(list)
@@ -219,12 +230,14 @@ def test_successor_predictor_beats_popularity(reviews: list[dict]) -> None:
     assert successor_rate >= 0.3, successor_rate
 
 
+@pytest.mark.unit
 def test_rejects_sizes_too_small_for_five_core(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         synthetic.generate(tmp_path, num_users=3, num_items=120)
     assert not (tmp_path / synthetic.REVIEWS_FILENAME).exists()
 
 
+@pytest.mark.integration
 def test_cli_writes_files_and_reports_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     synthetic.main(["--out", str(tmp_path / "cli"), "--users", "60", "--items", "40", "--seed", "3"])
     output = capsys.readouterr().out

