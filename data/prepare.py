@@ -4,7 +4,8 @@
     python data/prepare.py beauty office           # some of them
     python data/prepare.py path/to/file.inter      # any file (format inferred, or --format)
     python data/prepare.py data/raw/synthetic/reviews_Synthetic_5.json.gz      # + meta_Synthetic.json.gz beside it
-    python data/prepare.py yelp/review.json                # Yelp 2019 (SPEC §2.1), + business.json beside it
+    python data/prepare.py yelp/review.json                # Yelp 2019, + business.json beside it
+                                                           # (docs/method.md#datasets-and-preprocessing)
     python data/prepare.py ml-100k/ml-100k.inter           # RecBole, + ml-100k.item beside it
 
 Item text comes from the catalog's ``*_items.jsonl`` table, or for a file from its sibling metadata file

@@ -122,3 +122,14 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_save_npy(path: Path, array) -> None:
+    """``np.save`` of ``array`` to ``path``, atomically."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            np.save(f, array)
+
+    atomic_write(path, write)

@@ -3,7 +3,8 @@
 Dimension letters used across the package: B batch, L window length (``max_len``), H full-history length
 of an evaluation batch, D hidden size, N number of items, K retrieved neighbours, E semantic width.
 
-Item ids are 1..N; id 0 is padding. Windows are right-aligned (left-padded), as in the paper's code (SPEC §1.1).
+Item ids are 1..N; id 0 is padding. Windows are right-aligned (left-padded), as in the paper's code
+(docs/method.md#samples-and-windows).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class SeqBatch:
             target (not cut to ``L``), left-padded with 0; used to mask already-seen items.
 
     Training batches of a DataModule with a semantic profile also carry the inter-user branch's inputs
-    (SPEC §1.6); all are ``None`` otherwise:
+    (docs/method.md#inter-user-loss); all are ``None`` otherwise:
 
     Attributes:
         prefix_row: ``(B,)`` int64. Row of the sample's prefix in the semantic tables.

@@ -49,7 +49,7 @@ class SeqRecDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        dataset: str = "beauty",
+        dataset: str = "data/raw/synthetic/reviews_Synthetic_5.json.gz",
         source_root: str = "../shared/data",
         source_format: SourceFormat | None = None,
         data_root: str = "data/processed",

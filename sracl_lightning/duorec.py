@@ -251,7 +251,7 @@ class DuoRecModule(SRACLModule):
         """SRACLModule's terms plus ``"duorec"`` = λ·L_DuoRec.
 
         NOTE: ``SRACLModule.loss_terms`` does not expose its rec pass ``h``, so ``duorec_loss`` gets ``h=None``;
-        ``us_x`` does not need it.
+        ``us_x`` does not need it (docs/method.md#other-note-lines).
         """
         terms = super().loss_terms(batch)
         if self.duorec_weight > 0:

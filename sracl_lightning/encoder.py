@@ -2,7 +2,8 @@
 
 An encoder maps a batch of left-padded item windows ``(B, L)`` to one representation per sequence ``(B, D)``
 (the paper's ``h_u``) and owns the item embedding table ``(N + 1, D)`` whose row 0 is padding. Scores are
-``h_u @ item_embeddings().T`` over the full item set (SPEC §1.1), so the table is tied between input and output.
+``h_u @ item_embeddings().T`` over the full item set (docs/method.md#backbone), so the table is tied between input and
+output.
 
 To add a backbone, subclass :class:`SequenceEncoder`, take ``num_items`` and ``max_len`` as the first two
 constructor arguments (the CLI supplies them from the data), and implement :meth:`forward`.

@@ -2,7 +2,8 @@
 
 GRU4Rec (Hidasi et al., "Session-based Recommendations with Recurrent Neural Networks", ICLR 2016; in the
 RecBole form of Tan et al., DLRS 2016) is one of the three backbones of the paper's plug-and-play study (Fig. 3,
-SPEC §3.4): it keeps its own full-softmax cross-entropy and gains SRA-CL's two contrastive terms.
+docs/method.md#duorec-and-gru4rec): it keeps its own full-softmax cross-entropy and gains SRA-CL's two contrastive
+terms.
 
 * Input: item embedding (tied with the output layer), then dropout. No position embeddings: order is the recurrence.
 * A multi-layer GRU without biases (RecBole's ``bias=False``), then a dense projection from the GRU width back to

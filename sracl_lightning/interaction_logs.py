@@ -9,9 +9,9 @@ Formats:
 * Yelp Open Dataset ``review.json``: one JSON object per line with ``user_id``, ``business_id`` and ``date``
   (``YYYY-MM-DD HH:MM:SS``); read in chunks like the Amazon files and cut to a date window.
 
-The rules follow the released preprocessing (SPEC §2.1): optional removal of duplicate (user, item, time) rows,
-iterative k-core filtering, a *stable* sort by (user id string, time) so that same-time ties keep file order,
-users numbered in that order and items by first appearance in the sorted log.
+The rules follow the released preprocessing (docs/method.md#datasets-and-preprocessing): optional removal of
+duplicate (user, item, time) rows, iterative k-core filtering, a *stable* sort by (user id string, time) so that
+same-time ties keep file order, users numbered in that order and items by first appearance in the sorted log.
 """
 
 from __future__ import annotations
@@ -486,7 +486,8 @@ def read_yelp_reviews(
     min_interactions: int = 5,
     drop_duplicates: bool = True,
 ) -> Sequences:
-    """Read the Yelp Open Dataset ``review.json`` into chronological sequences, as the released code (SPEC §2.1).
+    """Read the Yelp Open Dataset ``review.json`` into chronological sequences, as the released code
+    (docs/method.md#datasets-and-preprocessing).
 
     Keeps reviews with ``start <= date < end`` (the paper's Yelp: the year 2019), then applies the same rules as
     the Amazon path: duplicate (user, business, time) rows dropped, iterative 5-core (907,284 -> 207,952 rows for

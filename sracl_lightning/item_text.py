@@ -1,4 +1,5 @@
-"""The item-text table: title, brand, categories, price and description of every item (SPEC §2.1).
+"""The item-text table: title, brand, categories, price and description of every item
+(docs/method.md#datasets-and-preprocessing).
 
 The semantic stage builds its item prompts from this table. One record per project item id 1..N (index 0 is the
 padding item and holds ``None``)::
@@ -227,7 +228,7 @@ def _read_keyed(
 
     NOTE: a line that visibly starts with an unwanted ``{"<key>": "<id>"`` is skipped without being parsed, so that
     the large 2014 metadata files (hundreds of thousands of Python literals) read in seconds. Such lines are not
-    validated; every line that is used, or whose id cannot be seen at a glance, is.
+    validated; every line that is used, or whose id cannot be seen at a glance, is (docs/method.md#other-note-lines).
     """
     path = Path(path)
     wanted = _wanted(item_tokens)
@@ -333,7 +334,8 @@ def read_yelp_business(path: str | Path, item_tokens: list[str | None]) -> list[
     """Read the Yelp Open Dataset ``business.json`` for the businesses of a dataset read from ``review.json``.
 
     ``name`` becomes the title; ``categories`` (one comma-separated string, or ``null``) is split on ``,``;
-    ``city``, ``state`` and ``stars`` go to ``extra`` (SPEC §2.1). Yelp has no brand, price or description.
+    ``city``, ``state`` and ``stars`` go to ``extra`` (docs/method.md#datasets-and-preprocessing). Yelp has no brand,
+    price or description.
 
     Raises:
         DataFormatError: on a line that is not a JSON object, a field of the wrong type, a business listed twice,

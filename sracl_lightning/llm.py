@@ -1,4 +1,5 @@
-"""LLM backends that turn chat prompts into summaries, and the crash-safe response cache (SPEC §1.3–1.4).
+"""LLM backends that turn chat prompts into summaries, and the crash-safe response cache
+(docs/method.md#semantic-stage).
 
 Three interchangeable :class:`SummaryBackend` implementations:
 
@@ -17,7 +18,6 @@ import asyncio
 import concurrent.futures
 import datetime
 import email.utils
-import hashlib
 import json
 import os
 import random
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit, urlunsplit
 
-from sracl_lightning.manifest import stable_hash
+from sracl_lightning.manifest import model_folder_fingerprint, stable_hash
 from sracl_lightning.prompts import user_message_text
 
 Messages = list[dict[str, str]]
@@ -205,7 +205,7 @@ class OpenAICompatibleBackend(SummaryBackend):
             a query string; ``http`` or ``https``.
         model: Model name, ``deepseek-chat`` in the paper.
         api_key_env: Name of the environment variable holding the key.
-        temperature: Sampling temperature; 0.0 in the paper (SPEC §1.3).
+        temperature: Sampling temperature; 0.0 in the paper (docs/method.md#user-summaries).
         top_p: Nucleus mass; 0.001 in the paper.
         max_tokens: Response length cap, or None for the server's default (the code set none).
         concurrency: Most requests in flight.
@@ -439,17 +439,10 @@ class TransformersBackend(SummaryBackend):
         self._tokenizer = None
 
     def _fingerprint(self) -> str | None:
-        """Hash of a local model directory's file names, sizes and config, so replaced weights miss the cache."""
+        """Hash of a local model folder (:func:`~sracl_lightning.manifest.model_folder_fingerprint`), so replaced
+        weights miss the cache; ``None`` for a hub name."""
         root = Path(self.model_path)
-        if not root.is_dir():
-            return None
-        digest = hashlib.sha256()
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            digest.update(f"{path.relative_to(root)}:{path.stat().st_size}\n".encode())
-        config = root / "config.json"
-        if config.is_file():
-            digest.update(config.read_bytes())
-        return digest.hexdigest()
+        return model_folder_fingerprint(root) if root.is_dir() else None
 
     def settings(self) -> dict[str, Any]:
         # batch_size and device are left out: they change speed, not (nominally) the greedy output.

@@ -1,16 +1,17 @@
-"""The contrastive losses of SRA-CL: inter-user L_CS (SPEC §1.6, Eq. 9) and intra-user L_IS (SPEC §1.7, Eq. 11).
+"""The contrastive losses of SRA-CL: inter-user L_CS (Eq. 9) and intra-user L_IS (Eq. 11), as in
+docs/method.md#inter-user-loss and docs/method.md#intra-user-loss.
 
 Both losses pair row i of ``anchors`` with row i of ``positives``:
 
 * L_CS: anchors h_u (the user's sequence), positives h⁺_u (the synthesizer's weighted sum of neighbour encodings);
 * L_IS: anchors h′_u and positives h″_u (the two semantic-substitution views).
 
-Every variant below is one cross-entropy over a (Q, 2G) logit matrix, as in SPEC §1.8: the queries are
+Every variant below is one cross-entropy over a (Q, 2G) logit matrix, as in docs/method.md#infonce: the queries are
 z = [anchors; positives], the keys are the same rows (gathered from every DDP rank when asked), the label of a query
 is its partner row (i ± G), and a boolean mask takes the keys that are not candidates out of the softmax:
 
-* ``negatives="all"`` (the released code's NT-Xent, SPEC §1.8): only the query's own row is masked, so the other
-  2G − 2 rows (other anchors *and* other positives) are negatives. The code uses it for both L_CS and L_IS.
+* ``negatives="all"`` (the released code's NT-Xent, docs/method.md#infonce): only the query's own row is masked, so the
+  other 2G − 2 rows (other anchors *and* other positives) are negatives. The code uses it for both L_CS and L_IS.
 * ``negatives="positives"`` (the paper's Eq. 9): an anchor query sees only positive keys and a positive query only
   anchor keys, so the negatives are the G − 1 other partners.
 * ``symmetric=False`` keeps only the anchor rows as queries.
@@ -122,17 +123,17 @@ def masked_cross_entropy(logits: Tensor, labels: Tensor, excluded: Tensor) -> Te
 
 def info_nce(anchors: Tensor, positives: Tensor, *, temperature: float = 1.0, similarity: Similarity = "dot",
              symmetric: bool = True, negatives: Negatives = "all") -> Tensor:
-    """InfoNCE between row-aligned anchors and positives of one process (SPEC §1.8, Eqs. 9 and 11).
+    """InfoNCE between row-aligned anchors and positives of one process (docs/method.md#infonce, Eqs. 9 and 11).
 
     The defaults are the released code's ``info_nce(z_i, z_j, temp=1.0, sim="dot")``: NT-Xent over the 2B rows of
     [anchors; positives], the 2B − 2 other rows as negatives, averaged over all 2B rows.
 
     NOTE: the paper's Eq. 9 states for L_CS the N − 1 other synthesized positives as negatives and one direction
-    only; that is ``negatives="positives", symmetric=False`` (SPEC §1.10 #3).
+    only; that is ``negatives="positives", symmetric=False`` (docs/method.md#deviations, D22).
 
     NOTE: the inputs are cast to float32 and the logits computed with autocast off. With τ = 1 and no normalisation
     the logits of 64-d encodings reach the hundreds, where bf16 spacing is 1-2, so half-precision logits would lose
-    the differences the softmax is about.
+    the differences the softmax is about (docs/method.md#deviations, D29).
 
     With B = 1 there are no negatives: each row's only candidate is its positive and the loss (and its gradient)
     is exactly 0 in every mode.
@@ -193,9 +194,9 @@ class InfoNCE(nn.Module):
         symmetric: average over anchor and positive queries (the code); False uses the anchor queries only.
         negatives: ``"all"`` (the code's NT-Xent, 2G − 2 negatives) or ``"positives"`` (the G − 1 other partners).
             NOTE: the paper's Eq. 9 states N − 1 synthesized negatives for L_CS, i.e. ``negatives="positives"``;
-            the default follows the released code (SPEC §1.10 #3).
+            the default follows the released code (docs/method.md#deviations, D22).
         gather_across_ranks: ``"none"``, ``"with_grad"`` or ``"no_grad"``, see above.
-            NOTE: the released code is single-GPU, so ``"none"`` is its behaviour.
+            NOTE: the released code is single-GPU, so ``"none"`` is its behaviour (docs/method.md#deviations, D30).
     """
 
     def __init__(self, temperature: float = 1.0, similarity: Similarity = "dot", symmetric: bool = True,

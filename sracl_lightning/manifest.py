@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from sracl_lightning.atomic import atomic_write, atomic_write_text
+from sracl_lightning.atomic import atomic_save_npy, atomic_write_text
 
 
 def stable_hash(value: Any) -> str:
@@ -48,6 +48,28 @@ def array_hash(array: np.ndarray) -> str:
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.data)
+    return digest.hexdigest()
+
+
+#: Small files of a model folder whose content fixes its output; all other files count by name and size only,
+#: since hashing a 1.4 GB checkpoint on every run would cost more than it protects against.
+MODEL_CONTENT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                       "special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model",
+                       "spiece.model", "tokenizer.model")
+
+
+def model_folder_fingerprint(folder: Path) -> str:
+    """sha256 over a local model folder: the content of its small defining files (:data:`MODEL_CONTENT_FILES`)
+    and the relative name and size of every other file, so replaced weights or tokenizers change it."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if path.name in MODEL_CONTENT_FILES:
+            digest.update(f"{name}:content\n".encode())
+            digest.update(path.read_bytes())
+        else:
+            digest.update(f"{name}:{path.stat().st_size}\n".encode())
     return digest.hexdigest()
 
 
@@ -100,11 +122,7 @@ def save_array(artefact: Path, array: np.ndarray, *, kind: str, key: str, params
     artefact.parent.mkdir(parents=True, exist_ok=True)
     manifest_path(artefact).unlink(missing_ok=True)
 
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            np.save(f, array)
-
-    atomic_write(artefact, write)
+    atomic_save_npy(artefact, array)
     manifest = {"kind": kind, "key": key, "params": params or {}, "inputs": inputs or {},
                 "shape": list(array.shape), "dtype": str(array.dtype), "info": info or {},
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,9 +1,9 @@
 """A cheaper cost mode of SRA-CL: the neighbours' representations come from a no-grad memory bank.
 
 The released code encodes the K retrieved prefixes of every anchor with gradient at every step, about 14 encoder
-passes per sample (SPEC §1.9). Here every training prefix has a row in a bank of representations that carries no
-gradient: it is rebuilt by one no-grad pass over all prefixes at the start of each epoch, and the rows of each
-batch's anchors are overwritten with their fresh representations as training goes. L_CS then reads the K
+passes per sample (docs/method.md#cost-modes). Here every training prefix has a row in a bank of representations
+that carries no gradient: it is rebuilt by one no-grad pass over all prefixes at the start of each epoch, and the
+rows of each batch's anchors are overwritten with their fresh representations as training goes. L_CS then reads the K
 neighbours' rows instead of encoding them, so a step costs the anchor passes only.
 
 What changes: the synthesized positive h⁺_u still depends on the learnable synthesizer (W, a), but gradient no
@@ -65,7 +65,7 @@ class MemoryBankSRACL(SRACLModule):
         """The rec pass's ``h_u``; its detached value refreshes the anchors' bank rows.
 
         NOTE: the released code encodes the anchor a second time for L_CS (another dropout mask); this mode reuses
-        the rec pass, one encoder pass fewer per sample.
+        the rec pass, one encoder pass fewer per sample (docs/method.md#deviations, D25).
         """
         self.refresh_bank(batch.prefix_row, h.detach().float())
         return h

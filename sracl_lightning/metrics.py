@@ -1,4 +1,4 @@
-"""Full-ranking HR@K, NDCG@K and MRR@K as a DDP-safe ``torchmetrics.Metric`` (SPEC §2.2).
+"""Full-ranking HR@K, NDCG@K and MRR@K as a DDP-safe ``torchmetrics.Metric`` (docs/method.md#evaluation).
 
 Each user has one target, so with its 1-based rank ``r`` among all N items:
 ``HR@K = [r <= K]``, ``NDCG@K = [r <= K] / log2(r + 1)`` (IDCG = 1), ``MRR@K = [r <= K] / r``.
@@ -6,6 +6,7 @@ Each user has one target, so with its 1-based rank ``r`` among all N items:
 Tie rule (deterministic and pessimistic): ``r = 1 + #{items j != target : score_j >= score_target}``, i.e. an item
 scoring *equal* to the target counts as ranked above it. A model that outputs constant scores therefore gets
 rank N, not rank 1. The rank is computed by one comparison over the score row, without sorting or top-k.
+NOTE: the released code breaks ties arbitrarily (argpartition, then argsort); docs/method.md#deviations, D28.
 
 States are sums plus a count, reduced by summation across processes, so the result is the same at any
 evaluation batch size and any number of processes as long as each user is fed exactly once.

@@ -1,4 +1,4 @@
-"""``SRACLModule``: SRA-CL (paper Eq. 12, SPEC §1.6–1.9) around any sequence encoder, evaluated by full ranking.
+"""``SRACLModule``: SRA-CL (paper Eq. 12, docs/method.md#sra-cl) around any sequence encoder, evaluated by full ranking.
 
 ``L = L_rec + α·L_CS + β·L_IS``: the recommendation loss, the inter-user contrastive loss against a synthesized
 positive, and the intra-user contrastive loss between two semantically substituted views. With ``α = β = 0`` it is
@@ -19,6 +19,7 @@ Dimension letters: B batch, L window, D hidden, E semantic width, K neighbours, 
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -58,12 +59,12 @@ class SRACLModule(L.LightningModule):
         optimizer: Built as ``optimizer(parameters)`` (Adam, lr 1e-3, no weight decay in the paper).
         metric_ks: Cut-offs K of HR@K, NDCG@K and MRR@K.
         mask_seen_items: Exclude each user's already-seen items from the ranking (never the target itself).
-            Off in the paper's protocol (SPEC §2.2).
+            Off in the paper's protocol (docs/method.md#evaluation).
         user_cl_weight: α, weight of the inter-user loss L_CS (paper and code: 0.1; 0 turns it off).
         item_cl_weight: β, weight of the intra-user loss L_IS (paper and code: 0.1; 0 turns it off).
         semantic_dim: Width E of the frozen semantic vectors; linked from the DataModule's semantic profile.
         synthesizer_dropout: Dropout on the synthesizer's attention weights. NOTE: 0 as in the paper; the released
-            code applies 0.5 (SPEC §1.10 #5).
+            code applies 0.5 (docs/method.md#deviations, D19).
         substitution_probability: p, per-position probability of a semantic item substitution (0.2).
         user_cl_loss_fn: InfoNCE of L_CS (default: the released code's NT-Xent, τ = 1, dot product).
         item_cl_loss_fn: InfoNCE of L_IS (same default).
@@ -77,8 +78,8 @@ class SRACLModule(L.LightningModule):
         optimizer: OptimizerFactory = torch.optim.Adam,
         metric_ks: tuple[int, ...] = (5, 10, 20),
         mask_seen_items: bool = False,
-        user_cl_weight: float = 0.1,
-        item_cl_weight: float = 0.1,
+        user_cl_weight: float = 0.0,
+        item_cl_weight: float = 0.0,
         semantic_dim: int | None = None,
         synthesizer_dropout: float = 0.0,
         substitution_probability: float = 0.2,
@@ -130,6 +131,7 @@ class SRACLModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Check that the data has this model's items; fetch the frozen item neighbour table for L_IS from the
         DataModule's semantic profile."""
+        warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)/")
         data = self.trainer.datamodule
         data_items = getattr(data, "num_items", None)
         if data_items is not None and data_items != self.num_items:
@@ -152,7 +154,8 @@ class SRACLModule(L.LightningModule):
         return F.cross_entropy(logits, batch.target - 1)
 
     def anchor_hidden(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """``h_u`` for L_CS (B, D). As the released code: a second pass, with its own dropout mask (SPEC §1.6)."""
+        """``h_u`` for L_CS (B, D). As the released code: a second pass, with its own dropout mask
+        (docs/method.md#inter-user-loss)."""
         return self(batch.input_ids)
 
     def neighbour_hidden(self, batch: SeqBatch) -> Tensor:
@@ -199,11 +202,13 @@ class SRACLModule(L.LightningModule):
         terms = self.loss_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
         size = len(batch)
-        # sync_dist: under DDP the logged losses are means over every rank's batch, not rank 0's alone.
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=size, sync_dist=True)
+        # The step value is this rank's own (progress bar, step logs): no collective on the training path. Epoch
+        # values are accumulated locally and synced once at the epoch's end: means over every rank's batches.
+        self.log("train/loss_step", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         if len(terms) > 1:
-            self.log_dict({f"train/{name}_loss": value for name, value in terms.items()}, on_epoch=True,
-                          batch_size=size, sync_dist=True)
+            self.log_dict({f"train/{name}_loss_epoch": value for name, value in terms.items()}, on_step=False,
+                          on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -241,8 +246,10 @@ class SRACLModule(L.LightningModule):
         if expected is not None and count > expected:
             raise RuntimeError(f"{stage}: {count} users evaluated but the dataset has {expected}; "
                                "some users were counted twice (a padding distributed sampler?)")
-        self.log_dict({f"{stage}/{name}": value for name, value in values.items()}, sync_dist=True)
-        self.log(f"{stage}/users", float(count), sync_dist=True)
+        # compute() already summed the states across ranks: every rank holds the same values, nothing to reduce
+        # (Lightning's advice to sync epoch-level values is silenced for these keys in setup()).
+        self.log_dict({f"{stage}/{name}": value for name, value in values.items()})
+        self.log(f"{stage}/users", float(count))
 
     def on_validation_epoch_end(self) -> None:
         self._log_ranking("val", self.val_metrics)
@@ -275,13 +282,11 @@ def load_trained(path: str | Path, map_location: str | torch.device = "cpu", **o
 
     The subclass named in the checkpoint is imported first when it belongs to this package (Lightning refuses to
     import classes by name from a checkpoint); a subclass of your own must be imported before calling this.
-    Checkpoints written before the CL weights were arguments hold the backbone alone; they load with α = β = 0
-    (the constructor's defaults are SRA-CL's 0.1, which would ask for semantic vectors they never had).
+    Checkpoints written before the CL weights were arguments hold the backbone alone; they load with the
+    constructor's defaults, α = β = 0.
     """
     hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
     class_path = str(hparams.get("_class_path", ""))
     if class_path.startswith("sracl_lightning."):
         importlib.import_module(class_path.rsplit(".", 1)[0])
-    if "user_cl_weight" not in hparams:
-        overrides = {"user_cl_weight": 0.0, "item_cl_weight": 0.0, **overrides}
     return SRACLModule.load_from_checkpoint(path, map_location=map_location, **overrides)

@@ -1,4 +1,5 @@
-"""Candidate pools: the top-k cosine neighbours of every user or item embedding (SPEC §1.5; paper Eq. 5, Eq. 10).
+"""Candidate pools: the top-k cosine neighbours of every user or item embedding (paper Eq. 5, Eq. 10;
+docs/method.md#neighbour-pools).
 
 ``N_u = Top-k over u' != u of cos(h_u, h_u')`` and ``N_v = Top-k over v' != v of cos(e_v, e_v')``. Cosine is the inner
 product of L2-normalised float32 copies, searched with faiss: ``IndexFlatIP`` (exact) or ``IndexHNSWFlat`` with
@@ -18,7 +19,7 @@ exactly at the search cut-off enters the candidate list is faiss's choice; in pr
 faiss build and thread count. Flat tables are reproducible; an HNSW graph built with more than one thread is not
 (parallel insertion order), so build with ``threads=1`` where an HNSW table must be bit-identical across runs.
 
-Exclusions (SPEC §1.5 quirks 2 and 3), for pools over user prefixes, where row ``r`` is the prefix
+Exclusions (docs/method.md#neighbour-pools), for pools over user prefixes, where row ``r`` is the prefix
 ``items[offsets[prefix_user[r]] : prefix_end[r]]``. For the training samples
 (``positions, users = samples.split_positions(seqs, "train")``) that is ``prefix_user = users`` and
 ``prefix_end = positions``:
@@ -143,9 +144,9 @@ class _PoolSearch:
         """The first ``k`` valid candidates of each anchor, as ids (-1 where too few), and a "complete" mask."""
         # A missing result (-1) is replaced by the anchor itself, which the id test below always drops.
         rows = np.where(rows >= 0, rows, anchors[:, None])  # (Q, C)
-        # NOTE: the released code drops column 0 of the sorted similarities, assuming it is the anchor (SPEC §1.5
-        # quirk 1); an exact duplicate row can take that column instead. Here self is dropped by id, and a
-        # duplicate row with another id stays a valid neighbour.
+        # NOTE: the released code drops column 0 of the sorted similarities, assuming it is the anchor
+        # (docs/method.md#deviations, D16); an exact duplicate row can take that column instead. Here self is dropped by
+        # id, and a duplicate row with another id stays a valid neighbour.
         keep = self.ids[rows] != self.ids[anchors][:, None]  # (Q, C)
         if self.exclude is not None:
             keep &= ~np.asarray(self.exclude(anchors, rows), dtype=bool)
@@ -206,7 +207,8 @@ def nearest_neighbours(
     threads: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """The ``k`` most cosine-similar other rows of every row, best first (SPEC §1.5, paper Eq. 5 / Eq. 10).
+    """The ``k`` most cosine-similar other rows of every row, best first (paper Eq. 5 / Eq. 10,
+    docs/method.md#neighbour-pools).
 
     Args:
         vectors: ``(M, E)`` embeddings; any float dtype. Zero or non-finite rows raise a ValueError.
@@ -322,7 +324,7 @@ def ann_recall(
 
 
 def same_user_exclusion(user_of_row: np.ndarray) -> Exclusion:
-    """Drop candidates of the anchor's own user (SPEC §1.5 quirk 2).
+    """Drop candidates of the anchor's own user (docs/method.md#deviations, D17).
 
     NOTE: the released code keeps other prefixes of the same user as neighbours; this exclusion is an option.
 
@@ -345,7 +347,7 @@ def leakage_exclusion(
     *,
     anchor_target: bool = False,
 ) -> Exclusion:
-    """Drop candidate prefixes that contain the anchor user's validation or test item (SPEC §1.5 quirk 3).
+    """Drop candidate prefixes that contain the anchor user's validation or test item (docs/method.md#deviations, D18).
 
     Row ``r`` is the prefix ``items[offsets[prefix_user[r]] : prefix_end[r]]``. User ``u``'s validation item is
     ``items[offsets[u + 1] - 2]`` and its test item ``items[offsets[u + 1] - 1]``. A candidate counts as containing

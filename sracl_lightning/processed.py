@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sracl_lightning.atomic import atomic_write, atomic_write_text
+from sracl_lightning.atomic import atomic_save_npy, atomic_write_text
 from sracl_lightning.catalog import READERS
 from sracl_lightning.item_text import ITEM_TEXT_FILE, ItemTextSource, item_text_stats, read_item_text, write_item_text
 from sracl_lightning.manifest import array_hash
@@ -61,14 +61,6 @@ def folder_name(name: str, source: str | Path, fmt: str) -> str:
 def dataset_directory(data_root: str | Path, name: str, source: str | Path, fmt: str) -> Path:
     """Where the conversion of ``source`` (read as ``fmt``) lives under ``data_root``."""
     return Path(data_root) / folder_name(name, source, fmt)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            np.save(f, array)
-
-    atomic_write(path, write)
 
 
 def file_sha256(path: Path) -> str:
@@ -303,8 +295,8 @@ def prepare(
     (directory / "stats.json").unlink(missing_ok=True)
     # A text table of an older conversion may use other item ids.
     (directory / ITEM_TEXT_FILE).unlink(missing_ok=True)
-    _save_npy(directory / "items.npy", sequences.items)
-    _save_npy(directory / "offsets.npy", sequences.offsets)
+    atomic_save_npy(directory / "items.npy", sequences.items)
+    atomic_save_npy(directory / "offsets.npy", sequences.offsets)
     atomic_write_text(directory / "id_map.json", id_map_text)
     if records is not None:
         write_item_text(directory, records)

@@ -1,4 +1,5 @@
-"""LLM prompts of the semantic stage: user-preference prompts (SPEC §1.3) and item prompts (SPEC §1.4).
+"""LLM prompts of the semantic stage: user-preference prompts and item prompts
+(docs/method.md#user-summaries, docs/method.md#item-summaries).
 
 The wording lives in YAML template files (``configs/prompts/*.yaml``, format documented in ``amazon.yaml``);
 this module fills them from item records and builds the chat messages ``[{"role": "system", ...},
@@ -22,10 +23,12 @@ import numpy as np
 import yaml
 
 from sracl_lightning.manifest import stable_hash
+from sracl_lightning.resources import packaged_config
 
 #: The value shown for an absent attribute, as in the released notebooks (``fillna('missing')``).
 MISSING = "missing"
-#: Context-sequence rendering of SPEC §1.4: titles joined by "->" inside brackets, sequences separated by "#".
+#: Context-sequence rendering (docs/method.md#item-summaries): titles joined by "->" inside brackets, sequences
+#: separated by "#".
 CONTEXT_ARROW = " -> "
 CONTEXT_SEPARATOR = " # "
 NO_CONTEXT = "[None]"
@@ -89,9 +92,6 @@ class PromptTemplate:
         return {"file": Path(self.source).name, "sha256": stable_hash(texts)}
 
 
-#: The name the semantic stage uses for a loaded template file.
-PromptTemplates = PromptTemplate
-
 
 class _Extra(dict):
     """``record["extra"]`` for ``{extra[KEY]}`` placeholders: absent or null keys read as ``"missing"``."""
@@ -139,13 +139,27 @@ def _check_entry(path: str | Path, key: str, text: Any) -> str:
     return text
 
 
+def shipped_template(path: str | Path) -> Path:
+    """``path`` if it exists, else the template shipped with the package that it names (by file name, as
+    ``prompts/<name>`` or as the repository path ``configs/prompts/<name>``), else ``path`` unchanged."""
+    path = Path(path)
+    if path.exists():
+        return path
+    for name in (path, Path("prompts") / path):
+        found = packaged_config(str(name))
+        if found != str(name):
+            return Path(found)
+    return path
+
+
 def load_prompt_template(path: str | Path, domain: str | None = None,
                          description_chars: int | None = None) -> PromptTemplate:
     """Read and validate a template file.
 
     Args:
         path: A YAML file with ``domain``, ``description_chars``, ``user: {record, separator, system, user}`` and
-            ``item: {info, system, user}``.
+            ``item: {info, system, user}``; a path that does not exist may name a shipped template
+            (``amazon.yaml``, ``configs/prompts/yelp.yaml``: :func:`shipped_template`).
         domain: Replaces the file's ``domain`` (one Amazon file serves Beauty, Sports and Office).
         description_chars: Replaces the file's ``description_chars``.
 
@@ -153,7 +167,7 @@ def load_prompt_template(path: str | Path, domain: str | None = None,
         PromptTemplateError: A key is missing or unknown, or a text uses an unknown placeholder or lacks a
             required one; the message names the file and the key.
     """
-    path = Path(path)
+    path = shipped_template(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -202,7 +216,7 @@ def _text(value: Any) -> str | None:
 
 
 def item_display_text(record: Mapping[str, Any]) -> str:
-    """The short text standing for an item in histories and context sequences (SPEC §1.3).
+    """The short text standing for an item in histories and context sequences (docs/method.md#user-summaries).
 
     The ``title``; when it is absent or blank, the fields that are present among ``brand``, the ``categories``
     and ``extra["idgenrec_text_id"]`` (Sports' textual id), joined by ", "; ``"missing"`` when none is.
@@ -266,7 +280,7 @@ class PromptBuilder:
             "extra": extra,
         }
 
-    # ---- user prompts (SPEC §1.3) ----------------------------------------------------------------------------
+    # ---- user prompts (docs/method.md#user-summaries) --------------------------------------------------------
     def history_text(self, history: Sequence[int]) -> str:
         """The user message: the history's records in chronological order (oldest first).
 
@@ -289,7 +303,7 @@ class PromptBuilder:
         return [{"role": "system", "content": _format(t.user_system, "user.system", t.source, domain=t.domain)},
                 {"role": "user", "content": self.history_text(history)}]
 
-    # ---- item prompts (SPEC §1.4) ----------------------------------------------------------------------------
+    # ---- item prompts (docs/method.md#item-summaries) --------------------------------------------------------
     def item_info(self, item: int) -> str:
         """The item's attribute sentence (title, brand, categories, price, truncated description, ...)."""
         return _format(self.template.item_info, "item.info", self.template.source, **self.fields(item))
@@ -317,35 +331,6 @@ class PromptBuilder:
                 {"role": "user", "content": user}]
 
 
-def load_templates(path: str | Path, domain: str | None = None,
-                   description_chars: int | None = None) -> PromptTemplate:
-    """Alias of :func:`load_prompt_template`."""
-    return load_prompt_template(path, domain=domain, description_chars=description_chars)
-
-
-_last_builder: PromptBuilder | None = None
-
-
-def _builder(template: PromptTemplate, records: Sequence[Mapping[str, Any] | None]) -> PromptBuilder:
-    """The builder of the last (template, records) pair, reused so its rendered-record cache survives calls."""
-    global _last_builder
-    if _last_builder is None or _last_builder.template is not template or _last_builder.records is not records:
-        _last_builder = PromptBuilder(template, records)
-    return _last_builder
-
-
-def user_prompt(history: Sequence[int], records: Sequence[Mapping[str, Any] | None],
-                template: PromptTemplate) -> list[dict[str, str]]:
-    """Function form of :meth:`PromptBuilder.user_messages`."""
-    return _builder(template, records).user_messages(history)
-
-
-def item_prompt(item: int, records: Sequence[Mapping[str, Any] | None], context: Sequence[Sequence[int]],
-                template: PromptTemplate) -> list[dict[str, str]]:
-    """Function form of :meth:`PromptBuilder.item_messages`."""
-    return _builder(template, records).item_messages(item, context)
-
-
 def user_message_text(messages: Sequence[Mapping[str, str]]) -> str:
     """The content of the last user message: the raw text of a prompt (what "w/o LLM" embeds)."""
     for message in reversed(messages):
@@ -356,7 +341,7 @@ def user_message_text(messages: Sequence[Mapping[str, str]]) -> str:
 
 def item_context_sequences(items: np.ndarray, offsets: np.ndarray, max_per_item: int = 10, max_items: int = 11,
                            seed: int = 0, max_len: int = 20) -> dict[int, list[list[int]]]:
-    """User sequences that end with each item, the "context" of the item prompts (SPEC §1.4).
+    """User sequences that end with each item, the "context" of the item prompts (docs/method.md#item-summaries).
 
     Every training sample (an input window of at most ``max_len`` items of ``items[:-2]`` plus its target) is a
     sequence of 2..max_len+1 items; these are grouped by their last item (the target), at most
@@ -366,7 +351,8 @@ def item_context_sequences(items: np.ndarray, offsets: np.ndarray, max_per_item:
     NOTE: the paper caps the context at 10 sequences; the released code keeps 5 (``random.sample(..., 5)`` with
     ``random.seed(0)``). The draw here is a seeded numpy permutation, so it is reproducible but not the code's.
     NOTE: the code groups the inputs of *all* prefixes of the whole sequence, so the validation item also gets
-    context; only training prefixes are used here, so no validation or test item is seen (SPEC §1.2).
+    context; only training prefixes are used here, so no validation or test item is seen
+    (docs/method.md#deviations, D6).
 
     Args:
         items: ``(T,)`` flat item ids, user after user (:class:`~sracl_lightning.sequences.Sequences`).

@@ -1,4 +1,5 @@
-"""Leave-one-out splits and the sample datasets, as pointers into the flat item array (SPEC §1.2, §2.1).
+"""Leave-one-out splits and the sample datasets, as pointers into the flat item array
+(docs/method.md#samples-and-windows).
 
 A sample is identified by the flat *position* ``p`` of its target: its input is the user's items before ``p``.
 For a user owning positions ``s .. e-1``:

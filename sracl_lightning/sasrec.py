@@ -1,4 +1,4 @@
-"""SASRec exactly as the paper's released code uses it (SPEC §1.1; RecBole 1.2 ``TransformerEncoder``).
+"""SASRec exactly as the paper's released code uses it (docs/method.md#backbone; RecBole 1.2 ``TransformerEncoder``).
 
 * Input: item embedding + learned absolute position embedding, then LayerNorm, then dropout.
 * Post-LN blocks: ``LN(x + Dropout(Dense(MHA(x))))`` then ``LN(x + Dropout(FFN(x)))``, FFN = Linear-GELU-Linear.
@@ -144,6 +144,8 @@ class SASRec(SequenceEncoder):
         if length > self.max_len:
             raise ValueError(f"window length {length} exceeds max_len {self.max_len}")
         # Positions count 0..L-1 left to right within a max_len window, as in the released code.
+        # NOTE: RecBole right-pads, so there the newest of n items gets position n-1, here L-1 (docs/method.md
+        # #deviations, D38; tests/test_sasrec_parity.py).
         positions = torch.arange(self.max_len - length, self.max_len, device=input_ids.device)
         items = self.item_embedding(input_ids) if item_vectors is None else item_vectors
         x = items + self.position_embedding(positions)

@@ -1,10 +1,11 @@
-"""The semantic stage (SPEC §1.3–1.5): item text and user histories → summaries → embeddings → neighbour pools.
+"""The semantic stage (docs/method.md#semantic-stage): item text and user histories → summaries → embeddings → neighbour
+pools.
 
 For one converted dataset it writes, under ``<data_root>/<name>/semantic/<profile>/``:
 
 * ``item_embeddings.npy``: ``(N + 1, E)`` float32, row ``i`` embeds item ``i``; row 0 (padding) is zeros;
 * ``prefix_positions.npy``: ``(P,)`` int64, the flat target position of every training prefix (the "users" of
-  the inter-user branch, SPEC §1.2), in the order of the rows below;
+  the inter-user branch, docs/method.md#deviations, D7), in the order of the rows below;
 * ``user_embeddings.npy``: ``(P, E)`` float32, one row per training prefix;
 * ``item_neighbours.npy``: ``(N + 1, K)`` int32, the K most similar items of each item (ids 1..N, best first);
   row 0 is ``-1`` so that an accidental lookup of the padding item fails loudly;
@@ -47,19 +48,18 @@ from sracl_lightning.neighbours import (
     same_user_exclusion,
 )
 from sracl_lightning.prompts import (
-    PromptTemplates,
+    PromptBuilder,
+    PromptTemplate,
     item_context_sequences,
     item_display_text,
-    item_prompt,
-    load_templates,
-    user_prompt,
+    load_prompt_template,
 )
+from sracl_lightning.resources import prompt_template
 from sracl_lightning.samples import split_positions
 from sracl_lightning.semantic_tables import semantic_dir
 from sracl_lightning.sequences import Sequences
 from sracl_lightning.text_embeddings import TextEncoder, embed_texts, recency_weighted_prefix_embeddings
 
-PROMPT_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"
 ItemSource = Literal["text", "cooccurrence"]
 UserSource = Literal["text", "item_mean"]
 IndexKind = Literal["flat", "hnsw"]
@@ -181,7 +181,8 @@ class SemanticStage:
         self.report: dict = {"dataset": self.name, "profile": profile, "steps": {}}
         self._encoder: TextEncoder | None = None
         self._records: list[dict | None] | None = None
-        self._templates: PromptTemplates | None = None
+        self._templates: PromptTemplate | None = None
+        self._prompts: PromptBuilder | None = None
 
     # --------------------------------------------------------------------------------------------- inputs
     def prepare(self) -> None:
@@ -190,7 +191,7 @@ class SemanticStage:
                                                      item_text=self.resolved.item_text)
         self.directory = directory
         self.sequences: Sequences = processed.load(directory)
-        # Training prefixes are the "users" of the inter-user branch (SPEC §1.2).
+        # Training prefixes are the "users" of the inter-user branch (docs/method.md#deviations, D7).
         positions, users = split_positions(self.sequences, "train")
         self.prefix_positions, self.prefix_users = positions, users  # (P,), (P,)
         self.prefix_starts = self.sequences.offsets[:-1][users]  # (P,)
@@ -204,11 +205,18 @@ class SemanticStage:
         return self._records
 
     @property
-    def templates(self) -> PromptTemplates:
+    def templates(self) -> PromptTemplate:
         if self._templates is None:
             default = "yelp.yaml" if self.name.startswith("yelp") else "amazon.yaml"
-            self._templates = load_templates(self.prompts_path or PROMPT_DIR / default)
+            self._templates = load_prompt_template(self.prompts_path or prompt_template(default))  # shipped
         return self._templates
+
+    @property
+    def prompts(self) -> PromptBuilder:
+        """The prompt builder of this dataset's templates and item records (it caches rendered records)."""
+        if self._prompts is None:
+            self._prompts = PromptBuilder(self.templates, self.records)
+        return self._prompts
 
     @property
     def encoder(self) -> TextEncoder:
@@ -218,25 +226,26 @@ class SemanticStage:
 
     # ---------------------------------------------------------------------------------------------- texts
     def item_texts(self) -> list[str]:
-        """One text per item 1..N: its LLM summary, or its raw attribute text without an LLM (SPEC §1.4)."""
+        """One text per item 1..N: its LLM summary, or its raw attribute text without an LLM
+        (docs/method.md#item-summaries)."""
         records = self.records[1:]
         if self.raw_text:
             return [item_raw_text(r) for r in records]
         contexts = item_context_sequences(self.sequences.items, self.sequences.offsets,
                                           max_per_item=self.context_sequences, max_items=11, seed=0)
-        requests = [item_prompt(i, self.records, contexts.get(i, []), self.templates)
-                    for i in range(1, len(self.records))]
+        requests = [self.prompts.item_messages(i, contexts.get(i, [])) for i in range(1, len(self.records))]
         return self._summarize(requests, "items")
 
     def user_texts(self) -> list[str]:
-        """One text per training prefix: its LLM preference summary, or its raw history text (SPEC §1.3)."""
+        """One text per training prefix: its LLM preference summary, or its raw history text
+        (docs/method.md#user-summaries)."""
         items = self.sequences.items
         display = [""] + [item_display_text(r) for r in self.records[1:]]
         bounds = zip(self.prefix_starts, self.prefix_positions, strict=True)
         histories = [items[max(s, p - self.window):p] for s, p in bounds]  # the last `window` items
         if self.raw_text:
             return ["; ".join(f"<{display[i]}>" for i in h) for h in histories]
-        requests = [user_prompt(h.tolist(), self.records, self.templates) for h in histories]
+        requests = [self.prompts.user_messages(h.tolist()) for h in histories]
         return self._summarize(requests, "users")
 
     def _summarize(self, requests: list[list[dict]], what: str) -> list[str]:
@@ -317,7 +326,7 @@ class SemanticStage:
         if is_fresh(path, key):
             return load_array(path, key)
         num_items = len(item_embeddings) - 1
-        ids = np.arange(1, num_items + 1, dtype=np.int64)  # self is excluded by id (SPEC §1.5 quirk 1)
+        ids = np.arange(1, num_items + 1, dtype=np.int64)  # self is excluded by id (docs/method.md#deviations, D16)
         table = nearest_neighbours(item_embeddings[1:], self.pool_size, ids=ids, index=self.index,
                                    threads=self.threads, progress=self.progress)  # (N, K)
         table = np.concatenate([np.full((1, self.pool_size), -1, np.int32), table])

@@ -141,7 +141,8 @@ def load_semantic_tables(dataset_dir: str | Path, name: str, profile: str, seque
 
 
 class SemanticSamples(SequenceSamples):
-    """Training samples that also carry their retrieved neighbours (the inter-user branch's inputs, SPEC §1.6).
+    """Training samples that also carry their retrieved neighbours (the inter-user branch's inputs,
+    docs/method.md#inter-user-loss).
 
     Sample ``i`` is training prefix row ``i`` of the semantic tables (both follow :func:`split_positions`), so the
     neighbours' windows are gathered from the flat item array like the anchor's, in one indexing op per batch.

@@ -84,7 +84,7 @@ class Sequences:
             raise DataFormatError(source, f"item ids must lie in 1..{self.num_items}")
 
     def stats(self) -> dict[str, float | int]:
-        """The statistics of the paper's Table 3, plus the sample counts of SPEC §1.2."""
+        """The statistics of the paper's Table 3, plus the sample counts of docs/method.md#samples-and-windows."""
         lengths = self.lengths
         n = self.num_interactions
         return {
@@ -95,7 +95,8 @@ class Sequences:
             "min_length": int(lengths.min()),
             "max_length": int(lengths.max()),
             "density": round(n / (self.num_users * self.num_items), 8),
-            # Every prefix of items[:-2] with its next item (SPEC §1.2): sum over users of (len - 3).
+            # Every prefix of items[:-2] with its next item: sum over users of (len - 3)
+            # (docs/method.md#samples-and-windows).
             "num_train_samples": int(n - MIN_SEQUENCE_LENGTH * self.num_users),
             # Every prefix of the whole sequence (one LLM user summary each in the released code).
             "num_prefixes": int(n - self.num_users),

@@ -1,4 +1,5 @@
-"""Semantic item substitution: the two augmented views of the intra-user branch L_IS (paper §3.3, SPEC §1.7).
+"""Semantic item substitution: the two augmented views of the intra-user branch L_IS (paper §3.3,
+docs/method.md#intra-user-loss).
 
 Each real item of a window is replaced, independently with probability p, by an item drawn uniformly from its K
 semantic neighbours N_v; padding stays padding. Two independent draws give the views S′_u and S″_u. Everything runs
@@ -10,7 +11,7 @@ Shapes: B batch, L window length, N items (ids 1..N, 0 = padding), K neighbours 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def check_item_neighbours(item_neighbours: Tensor, num_items: int | None = None) -> None:
@@ -51,10 +52,11 @@ def substitution_mask(input_ids: Tensor, probability: float, generator: torch.Ge
 
 def substitute_items(input_ids: Tensor, item_neighbours: Tensor, probability: float = 0.2,
                      generator: torch.Generator | None = None, check: bool = True) -> Tensor:
-    """One substituted view of a batch of windows (SPEC §1.7).
+    """One substituted view of a batch of windows (docs/method.md#intra-user-loss).
 
     NOTE: the paper says "randomly select 20% of the items"; like the released code, each non-padding position is
-    replaced independently with probability p (Bernoulli), so the count per sequence varies (SPEC §1.10 #4).
+    replaced independently with probability p (Bernoulli), so the count per sequence varies
+    (docs/method.md#deviations, D24).
 
     Args:
         input_ids: (B, L) int64 item ids, 0 = padding (any shape works; it is treated elementwise).
@@ -81,55 +83,3 @@ def substitute_items(input_ids: Tensor, item_neighbours: Tensor, probability: fl
         raise ValueError(f"item {bad} has a neighbour id below 1 in item_neighbours (row "
                          f"{item_neighbours[bad].tolist()}); validate the table with check_item_neighbours")
     return torch.where(chosen, candidates, input_ids)  # (B, L)
-
-
-class ItemSubstitution(nn.Module):
-    """Draw ``num_views`` independently substituted views of each window (the S′_u, S″_u of L_IS).
-
-    The neighbour table is validated once here and kept as a non-persistent buffer: it follows the module across
-    ``.to(device)`` but stays out of checkpoints (it is rebuilt from the data's semantic tables, which the DataModule
-    loads, so checkpoints stay small).
-
-    Args:
-        item_neighbours: (N + 1, K) int64 neighbour ids N_v of each item, best first; row 0 (padding) is ignored.
-            Typically ``SemanticTables.item_neighbours`` already cut to the k used in training.
-        probability: p, the per-position substitution probability (0.2 in the paper and the code).
-        num_views: How many views to draw per call (2 in the paper: S′_u and S″_u).
-    """
-
-    item_neighbours: Tensor
-
-    def __init__(self, item_neighbours: Tensor, probability: float = 0.2, num_views: int = 2) -> None:
-        super().__init__()
-        check_item_neighbours(item_neighbours)
-        if not 0.0 <= probability <= 1.0:
-            raise ValueError(f"probability must be in [0, 1], got {probability}")
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
-        self.probability = probability
-        self.num_views = num_views
-        self.register_buffer("item_neighbours", item_neighbours.to(torch.int64).contiguous(), persistent=False)
-
-    @property
-    def num_items(self) -> int:
-        return self.item_neighbours.shape[0] - 1
-
-    @torch.no_grad()
-    def forward(self, input_ids: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, ...]:
-        """Substituted views of ``input_ids``.
-
-        Args:
-            input_ids: (B, L) int64 windows, 0 = padding, ids in 0..N.
-            generator: Source of randomness on the buffer's device; ``None`` uses the global one.
-
-        Returns:
-            ``num_views`` tensors of shape (B, L), each drawn independently.
-        """
-        # All views in one draw: (V, B, L) holds V independent Bernoulli masks and neighbour picks.
-        stacked = input_ids.unsqueeze(0).expand(self.num_views, *input_ids.shape)  # (V, B, L)
-        views = substitute_items(stacked, self.item_neighbours, self.probability, generator, check=False)
-        return views.unbind(0)
-
-    def extra_repr(self) -> str:
-        return (f"num_items={self.num_items}, k={self.item_neighbours.shape[1]}, probability={self.probability}, "
-                f"num_views={self.num_views}")

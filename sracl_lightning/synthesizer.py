@@ -1,4 +1,4 @@
-"""The learnable sample synthesizer of the inter-user branch (paper Eqs. 6–8, SPEC §1.6).
+"""The learnable sample synthesizer of the inter-user branch (paper Eqs. 6–8, docs/method.md#synthesizer).
 
 For an anchor user u with retrieved neighbours N_u (|N_u| = K), the synthesizer scores each neighbour from the
 *frozen semantic* vectors alone, GAT-style, and returns the probability-weighted sum of the neighbours'
@@ -39,8 +39,8 @@ class SampleSynthesizer(nn.Module):
         negative_slope: The LeakyReLU slope in Eq. 6 (0.2, as in GAT and the released code).
         attention_dropout: Dropout on the softmax weights p (train mode only).
             NOTE: the paper has no dropout here; the released code applies ``F.dropout(p, 0.5, training=True)``
-            (SPEC §1.10 #5). The default 0.0 follows the paper; set 0.5 to reproduce the code. With dropout the
-            kept weights are scaled by 1 / (1 - rate), so h⁺ is no longer a convex combination.
+            (docs/method.md#deviations, D19). The default 0.0 follows the paper; set 0.5 to reproduce the code.
+            With dropout the kept weights are scaled by 1 / (1 - rate), so h⁺ is no longer a convex combination.
     """
 
     def __init__(self, semantic_dim: int, hidden_size: int, negative_slope: float = 0.2,
@@ -109,7 +109,8 @@ class SampleSynthesizer(nn.Module):
         Args:
             anchor_semantic: (B, E) frozen semantic vectors h̃_u of the anchors.
             neighbour_semantic: (B, K, E) frozen semantic vectors h̃_u' of their neighbours.
-            neighbour_hidden: (B, K, D) the neighbours' encoder outputs h_u' (with gradients, SPEC §1.6).
+            neighbour_hidden: (B, K, D) the neighbours' encoder outputs h_u' (with gradients,
+            docs/method.md#synthesizer).
 
         Returns:
             (B, D) the weighted sums, in the dtype of ``neighbour_hidden`` (or autocast's).

