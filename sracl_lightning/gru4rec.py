@@ -25,6 +25,8 @@ Shapes: B batch, L window, D embedding/representation width, G GRU width.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -64,6 +66,9 @@ class GRU4Rec(SequenceEncoder):
         num_layers: Number of stacked GRU layers.
         embedding_dropout: Dropout on the item embeddings before the GRU.
         gru_bias: Give the GRU bias vectors. RecBole's GRU has none; padding is handled either way.
+        extra_tokens: Names of tokens besides the items (e.g. ``("mask",)`` for masked-item views), ids
+            ``N + 1..`` (see :meth:`~sracl_lightning.encoder.SequenceEncoder.token_id`); never ranked. Default none:
+            the parameters of a checkpoint written without them.
     """
 
     def __init__(
@@ -75,8 +80,9 @@ class GRU4Rec(SequenceEncoder):
         num_layers: int = 1,
         embedding_dropout: float = 0.3,
         gru_bias: bool = False,
+        extra_tokens: Sequence[str] = (),
     ) -> None:
-        super().__init__(num_items, hidden_size)
+        super().__init__(num_items, hidden_size, extra_tokens)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.max_len = max_len
@@ -86,7 +92,8 @@ class GRU4Rec(SequenceEncoder):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """RecBole's ``_init_weights``: xavier-normal item table, xavier-uniform first GRU layer."""
+        """RecBole's ``_init_weights``: xavier-normal item table (extra-token rows included), xavier-uniform first
+        GRU layer."""
         # NOTE: as in RecBole, the padding row is re-drawn too; it is never read out (see the module docstring).
         nn.init.xavier_normal_(self.item_embedding.weight)
         # NOTE: RecBole initialises only layer 0 (it names ``weight_ih_l0``/``weight_hh_l0``); deeper layers and

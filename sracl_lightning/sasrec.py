@@ -11,6 +11,8 @@ Shapes: B batch, L window, D hidden, A heads, Dh = D / A.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -90,6 +92,9 @@ class SASRec(SequenceEncoder):
         attn_dropout: Dropout on the attention probabilities.
         layer_norm_eps: LayerNorm epsilon (RecBole's 1e-12).
         initializer_range: Std of the normal initialisation.
+        extra_tokens: Names of tokens besides the items (e.g. ``("mask",)`` for masked-item views), ids
+            ``N + 1..`` (see :meth:`~sracl_lightning.encoder.SequenceEncoder.token_id`); never ranked. Default none:
+            the parameters of a checkpoint written without them.
     """
 
     def __init__(
@@ -104,8 +109,9 @@ class SASRec(SequenceEncoder):
         attn_dropout: float = 0.5,
         layer_norm_eps: float = 1e-12,
         initializer_range: float = 0.02,
+        extra_tokens: Sequence[str] = (),
     ) -> None:
-        super().__init__(num_items, hidden_size)
+        super().__init__(num_items, hidden_size, extra_tokens)
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.max_len = max_len
@@ -129,7 +135,8 @@ class SASRec(SequenceEncoder):
             nn.init.zeros_(module.bias)
 
     def attention_bias(self, input_ids: Tensor) -> Tensor:
-        """Additive mask (B, 1, L, L): query i may see key j iff j <= i and item j is not padding."""
+        """Additive mask (B, 1, L, L): query i may see key j iff j <= i and id j is not padding (items and extra
+        tokens are both attended to)."""
         length = input_ids.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()  # (L, L)
         allowed = causal & (input_ids != 0)[:, None, None, :]  # (B, 1, L, L)

@@ -44,6 +44,19 @@ def test_output_shape_and_init() -> None:
 
 
 @pytest.mark.unit
+def test_default_has_the_parameters_of_old_checkpoints() -> None:
+    """No extra tokens by default: state_dict keys, order and shapes as before extra tokens existed."""
+    model = make_model()
+    assert model.extra_tokens == ()
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == [
+        ("item_embedding.weight", (NUM_ITEMS + 1, 16)), ("gru.weight_ih_l0", (72, 16)),
+        ("gru.weight_hh_l0", (72, 24)), ("dense.weight", (16, 24)), ("dense.bias", (16,))]
+    masked = make_model(extra_tokens=("mask",))
+    assert masked.item_embedding.weight.shape == (NUM_ITEMS + 2, 16) and masked.item_embeddings().shape == (
+        NUM_ITEMS, 16)
+
+
+@pytest.mark.unit
 def test_defaults_are_recbole_gru4rec() -> None:
     model = GRU4Rec(NUM_ITEMS)
     assert (model.hidden_size, model.gru.hidden_size, model.gru.num_layers) == (64, 128, 1)

@@ -33,6 +33,32 @@ def test_output_shape_and_init() -> None:
     assert model.blocks[0].attention.norm.eps == 1e-12
 
 
+#: The parameters of make_model() before encoders could own extra tokens: old checkpoints hold exactly these.
+BLOCK_SHAPES = {
+    "attention.query.weight": (16, 16), "attention.query.bias": (16,), "attention.key.weight": (16, 16),
+    "attention.key.bias": (16,), "attention.value.weight": (16, 16), "attention.value.bias": (16,),
+    "attention.dense.weight": (16, 16), "attention.dense.bias": (16,), "attention.norm.weight": (16,),
+    "attention.norm.bias": (16,), "feed_forward.dense_in.weight": (32, 16), "feed_forward.dense_in.bias": (32,),
+    "feed_forward.dense_out.weight": (16, 32), "feed_forward.dense_out.bias": (16,),
+    "feed_forward.norm.weight": (16,), "feed_forward.norm.bias": (16,),
+}
+CHECKPOINT_SHAPES = {
+    "item_embedding.weight": (NUM_ITEMS + 1, 16), "position_embedding.weight": (MAX_LEN, 16),
+    "embedding_norm.weight": (16,), "embedding_norm.bias": (16,),
+    **{f"blocks.{i}.{name}": shape for i in range(2) for name, shape in BLOCK_SHAPES.items()},
+}
+
+
+def test_default_has_the_parameters_of_old_checkpoints() -> None:
+    """No extra tokens by default: state_dict keys, order and shapes as before, and such a state loads strictly."""
+    model = make_model()
+    assert model.extra_tokens == ()
+    assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == list(CHECKPOINT_SHAPES.items())
+    make_model().load_state_dict(model.state_dict())
+    with pytest.raises(RuntimeError, match="size mismatch for item_embedding.weight"):
+        make_model(extra_tokens=("mask",)).load_state_dict(model.state_dict())  # a mask token is a new row
+
+
 def test_last_position_shortcut_equals_full_forward() -> None:
     """forward() computes the final block for the last position only; it must equal the full computation."""
     model = make_model().eval()
