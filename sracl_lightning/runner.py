@@ -49,7 +49,15 @@ import yaml
 
 from sracl_lightning.atomic import atomic_write_text
 from sracl_lightning.resources import default_config, packaged_config
-from sracl_lightning.tables import TABLE_METRICS, RunResult, read_run_result, summarize, to_csv, to_markdown
+from sracl_lightning.tables import (
+    TABLE_METRICS,
+    NotRunRow,
+    RunResult,
+    read_run_result,
+    summarize,
+    to_csv,
+    to_markdown,
+)
 
 _CHECKOUT = Path(__file__).resolve().parents[1]
 #: Where runs start and config paths are relative to: the checkout the package lives in, or (an installed package)
@@ -70,6 +78,7 @@ class RowSpec:
     args: tuple[str, ...] = ()
     only: tuple[str, ...] | None = None
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # paper[dataset][metric]
+    not_run: str | None = None  # why this row cannot be trained here; shown in the table instead of numbers
 
 
 @dataclass(frozen=True)
@@ -104,18 +113,23 @@ def load_table_spec(path: str | Path) -> TableSpec:
         where = f"rows[{index}]"
         if not isinstance(row, dict):
             raise ValueError(f"{path}: {where} must be a mapping")
-        unknown = set(row) - {"name", "configs", "args", "only", "paper"}
+        unknown = set(row) - {"name", "configs", "args", "only", "paper", "not_run"}
         if unknown:
             raise ValueError(f"{path}: {where} has unknown fields {sorted(unknown)}")
         paper = row.get("paper") or {}
         for dataset, numbers in paper.items():
             if not isinstance(numbers, dict) or not all(isinstance(v, int | float) for v in numbers.values()):
                 raise ValueError(f"{path}: {where}.paper.{dataset} must map metric names to numbers")
+        not_run = row.get("not_run")
+        if not_run is not None and (not isinstance(not_run, str) or not not_run.strip()):
+            raise ValueError(f"{path}: {where}.not_run must be the reason the row is not run, as text")
+        if not_run is not None and row.get("configs"):
+            raise ValueError(f"{path}: {where} has both configs and not_run; a row is run or says why not")
         rows.append(RowSpec(name=str(need(row, "name", str, where)),
-                            configs=tuple(need(row, "configs", list, where)),
+                            configs=tuple(need(row, "configs", list, where)) if not_run is None else (),
                             args=tuple(str(a) for a in row.get("args") or ()),
                             only=tuple(row["only"]) if row.get("only") is not None else None,
-                            paper=paper))
+                            paper=paper, not_run=" ".join(not_run.split()) if not_run else None))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: row names must be unique, got {names}")
@@ -247,7 +261,7 @@ def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Seque
     runs = []
     for dataset in datasets or spec.datasets:
         chosen = [row for row in spec.rows if (rows is None or row.name in rows)
-                  and (row.only is None or dataset in row.only)]
+                  and (row.only is None or dataset in row.only) and row.not_run is None]
         for seed in seeds:
             for row in chosen:
                 configs = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]
@@ -488,8 +502,11 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     results = [record.result for record in finished.values()]
     paper = {row.name: row.paper for row in spec.rows}
     cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
+    datasets = dict.fromkeys(run.dataset for run in finished)
+    not_run = [NotRunRow(dataset, row.name, row.not_run, row.paper.get(dataset, {})) for dataset in datasets
+               for row in spec.rows if row.not_run is not None and (row.only is None or dataset in row.only)]
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
-                           command=command)
+                           command=command, not_run=not_run)
     walls = [record.wall_seconds for record in finished.values() if record.wall_seconds is not None]
     if not walls:
         wall = "no wall time in their records"

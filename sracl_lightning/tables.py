@@ -189,10 +189,22 @@ def format_cell(cell: Cell) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class NotRunRow:
+    """A row of a table that is not trained here: its reason and the paper's numbers, shown instead of results."""
+
+    dataset: str
+    row: str
+    reason: str
+    paper: Mapping[str, float]
+
+
 def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: str, baseline: str | None = None,
-                metrics: Sequence[str] = TABLE_METRICS, command: str | None = None) -> str:
+                metrics: Sequence[str] = TABLE_METRICS, command: str | None = None,
+                not_run: Sequence[NotRunRow] = ()) -> str:
     """A Markdown section per dataset: mean ± std over seeds (paper, relative difference) and p vs ``baseline``;
-    ``command``, when given, is stated under the title."""
+    ``command``, when given, is stated under the title; ``not_run`` rows show the paper's numbers and why they
+    were not run (never another row's numbers)."""
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
@@ -208,6 +220,12 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
             seeds = next(iter(by_metric.values())).seeds
             lines.append(f"| {row} | {len(seeds)} | "
                          + " | ".join(format_cell(by_metric[m]) for m in metrics) + " |")
+        skipped = [r for r in not_run if r.dataset == dataset]
+        for r in skipped:
+            lines.append(f"| {r.row} | 0 | " + " | ".join(
+                "not run" + (f" (paper {r.paper[m]:.4f})" if m in r.paper else "") for m in metrics) + " |")
+        if skipped:
+            lines += [""] + [f"{r.row}: not run: {r.reason}." for r in skipped]
         lines.append("")
     return "\n".join(lines)
 

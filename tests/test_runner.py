@@ -263,3 +263,21 @@ def test_run_key_is_the_resolved_configuration_not_the_file_bytes(project) -> No
     assert plan(spec, seeds=[1], root=project)[1].key == key
     (project / "cl.yaml").write_text(_weight(0.02))
     assert plan(spec, seeds=[1], root=project)[1].key != key
+
+
+def test_a_row_that_cannot_run_here_is_shown_as_not_run_with_its_reason(project) -> None:
+    """A ``not_run`` row is never planned, and the table shows the paper's numbers and the reason, not another
+    row's numbers."""
+    (project / "table.yaml").write_text((project / "table.yaml").read_text() + (
+        "  - name: w/o LLM\n    not_run: needs an LLM\n      profile\n    paper: {toy: {hr@20: 0.09}}\n"))
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], root=project, out_root=project / "out")
+    assert [r.row for r in runs] == ["w/o CL", "SRA-CL"]
+    runner(project).run(runs)
+    text = write_table(spec, runs, project / "t")[0].read_text()
+    assert "| w/o LLM | 0 | not run | not run | not run (paper 0.0900) | not run |" in text
+    assert "w/o LLM: not run: needs an LLM profile." in text
+    (project / "bad.yaml").write_text("title: x\ndatasets: [toy]\nrows:\n"
+                                      "  - {name: a, configs: [cl.yaml], not_run: because}\n")
+    with pytest.raises(ValueError, match="both configs and not_run"):
+        load_table_spec(project / "bad.yaml")
