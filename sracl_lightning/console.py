@@ -38,7 +38,7 @@ def tables() -> None:
     """``python -m sracl_lightning.runner``."""
     from jsonargparse import auto_cli
 
-    from sracl_lightning.runner import main
+    from sracl_lightning.experiments.cli import main
 
     auto_cli(main, as_positional=True)
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sracl_lightning.runner import Runner, load_table_spec, match_records, plan, read_records, slug, state, write_table
+from sracl_lightning.experiments import (
+    Runner,
+    load_table_spec,
+    match_records,
+    plan,
+    read_records,
+    slug,
+    state,
+    write_table,
+)
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

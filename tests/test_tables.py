@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from sracl_lightning.tables import (
+from sracl_lightning.experiments.tables import (
     RunResult,
     mean_std,
     paired_t_test,

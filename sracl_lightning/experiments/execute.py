@@ -1,0 +1,121 @@
+"""Runs the planned runs that are not done, as ``train.py`` processes, one or several at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sracl_lightning.atomic import atomic_write_text
+from sracl_lightning.experiments.plan import (
+    REPO_ROOT,
+    PlannedRun,
+    code_version,
+    metrics_file,
+    resume_checkpoint,
+    state,
+)
+
+
+# --------------------------------------------------------------------------------------------------- running
+@dataclass
+class _Active:
+    """A started run: its process, its open log file and its start time."""
+
+    process: subprocess.Popen
+    log: IO[str]
+    started: float
+
+
+class Runner:
+    """Runs the planned runs that are not done, ``jobs`` at a time.
+
+    Args:
+        train_command: The command that trains (``[python, train.py]``); tests swap in a stand-in.
+        jobs: Runs at the same time, each its own process.
+        env: Extra environment variables of every run (e.g. ``OMP_NUM_THREADS``).
+        rerun_changed: Move aside and rerun runs whose key changed, instead of stopping.
+        root: Working directory of the runs (config paths are relative to it).
+    """
+
+    def __init__(self, train_command: Sequence[str] | None = None, *, jobs: int = 1,
+                 env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT) -> None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        self.train_command = list(train_command or [sys.executable, "-m", "sracl_lightning.train"])
+        self.jobs = jobs
+        self.env = dict(env or {})
+        self.rerun_changed = rerun_changed
+        self.root = root
+
+    def check(self, runs: Sequence[PlannedRun]) -> None:
+        """Stop before running anything if a run's configuration changed and reruns were not asked for."""
+        changed = [r for r in runs if state(r) == "changed"]
+        if changed and not self.rerun_changed:
+            listing = "\n  ".join(str(r.directory) for r in changed)
+            raise RuntimeError(f"{len(changed)} run(s) were made with another configuration (their run.json key "
+                               f"differs):\n  {listing}\nrerun them with --rerun_changed true (the old folders "
+                               "are moved aside, not deleted), or use another --out_root")
+
+    def command(self, run: PlannedRun) -> list[str]:
+        command = [*self.train_command, *run.args, "--trainer.default_root_dir", str(run.directory)]
+        checkpoint = resume_checkpoint(run)
+        return command + (["--ckpt_path", str(checkpoint)] if checkpoint is not None else [])
+
+    def start(self, run: PlannedRun) -> _Active:
+        current = state(run)
+        if current == "changed":
+            stale = run.directory.with_name(f"{run.directory.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(run.directory, stale)
+            print(f"[runner] {run.directory}: configuration changed; the old run moved to {stale}", flush=True)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        command = self.command(run)
+        record = {"key": run.key, "dataset": run.dataset, "row": run.row, "seed": run.seed, "args": list(run.args),
+                  "command": command, "code_version": code_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
+        log = (run.directory / "train.log").open("a", encoding="utf-8")
+        process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **self.env})
+        return _Active(process, log, time.monotonic())
+
+    def finish(self, run: PlannedRun, active: _Active) -> bool:
+        active.log.close()
+        process = active.process
+        seconds = time.monotonic() - active.started
+        record = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
+        record.update(returncode=process.returncode, wall_seconds=round(seconds, 1))
+        atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
+        ok = process.returncode == 0 and metrics_file(run.directory) is not None
+        verdict = "done" if ok else f"FAILED (exit {process.returncode}; see {run.directory / 'train.log'})"
+        print(f"[runner] {run.dataset} / {run.row} / seed {run.seed}: {verdict} in {seconds / 60:.1f} min",
+              flush=True)
+        return ok
+
+    def run(self, runs: Sequence[PlannedRun], recorded: Collection[PlannedRun] = ()) -> list[PlannedRun]:
+        """Run what is neither done here nor in ``recorded`` (runs with a matching record, see
+        :func:`match_records`); returns the runs that failed."""
+        todo = [r for r in runs if state(r) != "done" and r not in recorded]
+        self.check(todo)
+        print(f"[runner] {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, "
+              f"{self.jobs} at a time", flush=True)
+        failed, active = [], {}
+        queue = list(todo)
+        while queue or active:
+            while queue and len(active) < self.jobs:
+                run = queue.pop(0)
+                print(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}", flush=True)
+                active[run] = self.start(run)
+            time.sleep(0.2)
+            for run, handle in list(active.items()):
+                if handle.process.poll() is not None:
+                    del active[run]
+                    if not self.finish(run, handle):
+                        failed.append(run)
+        return failed

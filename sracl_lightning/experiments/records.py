@@ -1,0 +1,98 @@
+"""Run records: finished runs without their folders (``<table>.runs.jsonl``), read back and matched to a plan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sracl_lightning.experiments.plan import (
+    PlannedRun,
+    metrics_file,
+)
+from sracl_lightning.experiments.tables import (
+    RunResult,
+    read_run_result,
+)
+
+
+# --------------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run without its folder: what the table needs, the key it was made with, and its provenance."""
+
+    result: RunResult
+    key: str
+    code_version: str | None = None
+    wall_seconds: float | None = None
+    note: str | None = None  # free text, e.g. where a record was recovered from
+
+    def to_json(self) -> str:
+        r = self.result
+        return json.dumps({"dataset": r.dataset, "row": r.row, "seed": r.seed, "key": self.key,
+                           "metrics": dict(r.metrics), "protocol": dict(r.protocol),
+                           "semantic_profile": r.semantic_profile, "code_version": self.code_version,
+                           "wall_seconds": self.wall_seconds, "note": self.note})
+
+
+def local_record(run: PlannedRun) -> RunRecord:
+    """The record of a run finished in its folder here."""
+    info = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
+    result = read_run_result(metrics_file(run.directory), dataset=run.dataset, row=run.row, seed=run.seed)
+    return RunRecord(result, run.key, info.get("code_version"), info.get("wall_seconds"))
+
+
+def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tuple[RunRecord, str]]:
+    """Records by (dataset, row, seed), each with where it was read (``file:line``); errors name the file and line.
+    The same run may appear in several files only with the same key and metrics."""
+    found: dict[tuple[str, str, int], tuple[RunRecord, str]] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"records file not found: {path}")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+            missing = [k for k in ("dataset", "row", "seed", "key", "metrics") if k not in raw]
+            if missing:
+                raise ValueError(f"{where}: a run record needs {missing}, as the runner writes them")
+            metrics = raw["metrics"]
+            if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
+                raise ValueError(f"{where}: 'metrics' must map metric names to numbers")
+            result = RunResult(dataset=str(raw["dataset"]), row=str(raw["row"]), seed=int(raw["seed"]),
+                               metrics=metrics, protocol=raw.get("protocol") or {},
+                               semantic_profile=raw.get("semantic_profile"))
+            record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
+                               raw.get("note"))
+            ident = (result.dataset, result.row, result.seed)
+            if ident in found:
+                earlier, earlier_where = found[ident]
+                if (earlier.key, dict(earlier.result.metrics)) != (record.key, dict(metrics)):
+                    raise ValueError(f"{where}: {'/'.join(map(str, ident))} has another record at {earlier_where} "
+                                     "with a different key or metrics")
+                continue
+            found[ident] = (record, where)
+    return found
+
+
+def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str, int], tuple[RunRecord, str]]
+                  ) -> dict[PlannedRun, RunRecord]:
+    """The record of each planned run that has one. A record made with another key is never used: it stops the
+    runner, naming the record. Records of runs outside the plan are ignored."""
+    matched = {}
+    for run in runs:
+        entry = records.get((run.dataset, run.row, run.seed))
+        if entry is None:
+            continue
+        record, where = entry
+        if record.key != run.key:
+            raise ValueError(f"{where}: the record of {run.dataset}/{run.row}/seed {run.seed} was made with another "
+                             f"configuration (key {record.key}; this plan's key is {run.key}): plan it with the same "
+                             "configs and --train_args, or leave that file out of --records")
+        matched[run] = record
+    return matched
