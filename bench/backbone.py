@@ -23,22 +23,20 @@ import argparse
 import json
 import math
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # the package, also when it is not installed
-SYNTHETIC = REPO_ROOT / "data" / "raw" / "synthetic" / "reviews_Synthetic_5.json.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported by path
+import common  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------------- workers
 def _load_data(args):
     from sracl_lightning.datamodule import SeqRecDataModule
 
-    dataset, fmt = (str(SYNTHETIC), "amazon") if args.dataset == "synthetic" else (args.dataset, None)
+    dataset, fmt = common.dataset_source(args)
     data = SeqRecDataModule(dataset=dataset, source_format=fmt, source_root=args.source_root,
                             data_root=args.data_root, batch_size=args.batch_size, eval_batch_size=1024)
     data.prepare_data()
@@ -51,13 +49,6 @@ def _device(args):
     import torch
 
     return torch.device("cuda" if args.accelerator == "gpu" else "cpu")
-
-
-def _sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def worker_reference_train(args) -> dict:
@@ -114,13 +105,11 @@ def worker_project_train(args) -> dict:
 
         def on_train_batch_start(self, trainer, *_):
             if trainer.global_step == args.warmup:
-                _sync(device)
-                self.start = time.perf_counter()
+                self.start = common.clock(device)
 
         def on_train_batch_end(self, trainer, *_):
             if trainer.global_step == total:
-                _sync(device)
-                self.end = time.perf_counter()
+                self.end = common.clock(device)
 
     device = _device(args)
     timer = StepTimer()
@@ -139,8 +128,7 @@ def worker_reference_rank(args) -> dict:
     device = _device(args)
     users, n = data.num_users, data.num_items
     table = torch.randn(n, 64, device=device)
-    _sync(device)
-    start = time.perf_counter()
+    start = common.clock(device)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
                                          enabled=args.precision == "bf16-mixed"):
         for lo in range(0, users, 1024):
@@ -148,8 +136,7 @@ def worker_reference_rank(args) -> dict:
             scores = (h @ table.T).float()
             target = torch.randint(0, n, (len(h),), device=device)
             (scores >= scores.gather(1, target[:, None])).sum(1)
-    _sync(device)
-    return _rank_figures(time.perf_counter() - start, users)
+    return _rank_figures(common.clock(device) - start, users)
 
 
 def worker_project_rank(args) -> dict:
@@ -171,12 +158,10 @@ def worker_project_rank(args) -> dict:
 def _time_steps(step, args, num_samples: int, device) -> dict:
     for _ in range(args.warmup):
         step()
-    _sync(device)
-    start = time.perf_counter()
+    start = common.clock(device)
     for _ in range(args.steps):
         step()
-    _sync(device)
-    return _epoch_figures(time.perf_counter() - start, args, num_samples)
+    return _epoch_figures(common.clock(device) - start, args, num_samples)
 
 
 def _epoch_figures(seconds: float, args, num_samples: int) -> dict:
@@ -199,67 +184,37 @@ WORKERS = {
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def run_worker(name: str, precision: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", name, "--precision", precision, "--dataset", args.dataset,
-           "--source_root", args.source_root, "--data_root", args.data_root, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--batch_size", str(args.batch_size), "--accelerator", args.accelerator]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {name} failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
-    print(f"  {name:16s} {precision:10s} {json.dumps(shown)}")
-    return result
+def run_measurement(name: str, precision: str, args) -> dict:
+    argv = ["--worker", name, "--precision", precision, "--dataset", args.dataset, "--source_root", args.source_root,
+            "--data_root", args.data_root, "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch_size",
+            str(args.batch_size), "--accelerator", args.accelerator]
+    return common.run_worker(__file__, name, precision, argv, width=16)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="beauty", help="catalog name, or 'synthetic'")
-    parser.add_argument("--source_root", default=str(REPO_ROOT.parent / "shared" / "data"))
-    parser.add_argument("--data_root", default=str(REPO_ROOT / "data" / "processed"))
-    parser.add_argument("--output_dir", default=str(REPO_ROOT / "bench" / "results"))
+    common.add_common_arguments(parser, sorted(WORKERS), warmup=20)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--batch_size", type=int, default=256)
-    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
-    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
-                        help="auto: the GPU when CUDA is available")
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.accelerator == "auto":
-        import torch
-
-        args.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    common.resolve_accelerator(args)
     if args.worker:
-        result = WORKERS[args.worker](args)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if args.accelerator == "gpu":
-            import torch
-
-            result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        print(json.dumps(result))
+        print(json.dumps(common.worker_peaks(WORKERS[args.worker](args), args.accelerator)))
         return
 
     if args.dataset != "synthetic" and not Path(args.source_root).is_dir():
         print(f"{args.source_root} is absent: benchmarking the synthetic dataset instead")
         args.dataset = "synthetic"
-    if args.dataset == "synthetic" and not SYNTHETIC.is_file():
-        subprocess.run([sys.executable, str(REPO_ROOT / "data" / "synthetic.py")], check=True)
-    import torch
-
+    if args.dataset == "synthetic" and not common.SYNTHETIC.is_file():
+        subprocess.run([sys.executable, str(common.REPO_ROOT / "data" / "synthetic.py")], check=True)
     report: dict = {
         "dataset": args.dataset, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "cpu_threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
-                    "accelerator": args.accelerator,
-                    "gpu": torch.cuda.get_device_name() if args.accelerator == "gpu" else None},
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"), "results": {},
+        "machine": common.machine_info(args.accelerator, processor=platform.processor() or platform.machine()),
+        "time": common.now(), "results": {},
     }
     for precision in args.precisions:
         print(f"[{precision}]")
-        figures = {name: run_worker(name, precision, args) for name in WORKERS}
+        figures = {name: run_measurement(name, precision, args) for name in WORKERS}
         figures["ratios"] = {
             "train_epoch_project_over_reference": figures["project_train"]["s_per_epoch"]
             / figures["reference_train"]["s_per_epoch"],
@@ -268,10 +223,8 @@ def main() -> None:
         }
         report["results"][precision] = figures
         print(f"  ratios {json.dumps({k: round(v, 3) for k, v in figures['ratios'].items()})}")
-    from sracl_lightning.atomic import atomic_write_text
-
-    out = Path(args.output_dir) / f"backbone-{args.dataset}{'-gpu' if args.accelerator == 'gpu' else ''}.json"
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    out = common.results_path(args, "backbone", ".json")
+    common.write_json(out, report)
     print(f"wrote {out}")
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sracl_lightning.samples import training_span
+
 
 def cooccurrence_item_embeddings(items: np.ndarray, offsets: np.ndarray, num_items: int, dim: int = 64,
                                  window: int = 3, seed: int = 0) -> np.ndarray:
@@ -32,7 +34,7 @@ def cooccurrence_item_embeddings(items: np.ndarray, offsets: np.ndarray, num_ite
     if not 1 <= dim < num_items:
         raise ValueError(f"dim must be in 1..{num_items - 1}, got {dim}")
     items = np.asarray(items, dtype=np.int64)
-    starts, ends = offsets[:-1], offsets[1:] - 2  # training part of each user: [start, end - 2)
+    starts, ends = training_span(offsets)  # (U,) each: training part of each user, [start, end - 2)
     user_of = np.repeat(np.arange(len(starts)), np.diff(offsets))  # (T,)
     train_end = ends[user_of]  # (T,)
     heads, tails = [], []

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor, nn
 
 from sracl_lightning.batch import SeqBatch
-from sracl_lightning.losses import Similarity, excluded_keys, masked_cross_entropy, partner_labels, similarity_logits
+from sracl_lightning.losses import InfoNCE, Similarity, partner_labels
 from sracl_lightning.memory_bank import MemoryBankSRACL
 from sracl_lightning.module import SRACLModule
-from sracl_lightning.samples import SequenceSamples
+from sracl_lightning.samples import SequenceSamples, right_aligned_windows
 
 
 # ----------------------------------------------------------------------------------------------------- loss
@@ -54,9 +54,44 @@ def same_target_keys(targets: Tensor) -> Tensor:
     return same
 
 
+class SameTargetInfoNCE(InfoNCE):
+    """DuoRec's contrastive regulariser: :class:`~sracl_lightning.losses.InfoNCE` (NT-Xent over the local 2B rows,
+    2B − 2 negatives, both directions) whose :meth:`excluded` also drops the keys sharing the query's target.
+
+    ``forward(anchors, positives, targets)`` with (B, D), (B, D) and (B,); see :func:`same_target_info_nce`.
+
+    Args:
+        temperature: τ, dividing every logit (1.0 in the released code).
+        similarity: ``"dot"`` (the released code) or ``"cosine"``.
+        mask_same_target: Exclude same-target rows from the negatives; False is the plain NT-Xent of the
+            released code.
+    """
+
+    def __init__(self, temperature: float = 1.0, similarity: Similarity = "dot", mask_same_target: bool = True) -> None:
+        super().__init__(temperature, similarity)
+        self.mask_same_target = mask_same_target
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask_same_target={self.mask_same_target}"
+
+    def excluded(self, local_size: int, global_size: int, offset: int, device: torch.device,
+                 targets: Tensor | None = None) -> Tensor:
+        """(2B, 2B) the query's own row and, with ``mask_same_target``, the rows of :func:`same_target_keys`."""
+        excluded = super().excluded(local_size, global_size, offset, device)  # (2B, 2B) own row
+        return excluded | same_target_keys(targets) if self.mask_same_target else excluded
+
+    def forward(self, anchors: Tensor, positives: Tensor, targets: Tensor | None = None) -> Tensor:
+        if targets is None or anchors.dim() != 2 or anchors.shape != positives.shape \
+                or targets.shape != anchors.shape[:1]:
+            raise ValueError(f"expected (B, D) anchors and positives and (B,) targets, got {tuple(anchors.shape)}, "
+                             f"{tuple(positives.shape)} and {None if targets is None else tuple(targets.shape)}")
+        return super().forward(anchors, positives, targets)
+
+
 def same_target_info_nce(anchors: Tensor, positives: Tensor, targets: Tensor, *, temperature: float = 1.0,
                          similarity: Similarity = "dot", mask_same_target: bool = True) -> Tensor:
-    """DuoRec's contrastive regulariser: NT-Xent with same-target false negatives taken out of the softmax.
+    """DuoRec's contrastive regulariser: NT-Xent with same-target false negatives taken out of the softmax
+    (:class:`SameTargetInfoNCE` as a function).
 
     With ``mask_same_target=False`` it equals the released code's ``info_nce`` + ``mask_correlated_samples`` (and
     :func:`sracl_lightning.losses.info_nce`): 2B − 2 negatives per row, averaged over the 2B rows.
@@ -77,18 +112,7 @@ def same_target_info_nce(anchors: Tensor, positives: Tensor, targets: Tensor, *,
         Scalar float32 loss; inputs are cast to float32 and the logits computed with autocast off, as in
         :func:`sracl_lightning.losses.info_nce`.
     """
-    if anchors.dim() != 2 or anchors.shape != positives.shape or targets.shape != anchors.shape[:1]:
-        raise ValueError(f"expected (B, D) anchors and positives and (B,) targets, got {tuple(anchors.shape)}, "
-                         f"{tuple(positives.shape)} and {tuple(targets.shape)}")
-    b = anchors.shape[0]
-    with torch.autocast(device_type=anchors.device.type, enabled=False):
-        z = torch.cat([anchors, positives]).float()  # (2B, D)
-        logits = similarity_logits(z, z, temperature=temperature, similarity=similarity)  # (2B, 2B)
-        labels = partner_labels(b, b, device=z.device)  # (2B,)
-        excluded = excluded_keys(b, b, negatives="all", device=z.device)  # (2B, 2B) own row
-        if mask_same_target:
-            excluded = excluded | same_target_keys(targets)
-        return masked_cross_entropy(logits, labels, excluded)
+    return SameTargetInfoNCE(temperature, similarity, mask_same_target)(anchors, positives, targets)
 
 
 # -------------------------------------------------------------------------------------------------- sampler
@@ -172,11 +196,8 @@ class SameTargetSampler(nn.Module):
         return torch.where(count > 0, pick, -1)
 
     def windows(self, indices: Tensor) -> Tensor:
-        """(B, L) right-aligned, left-padded windows of samples ``indices`` (as ``SequenceSamples._windows``)."""
-        positions, starts = self.positions[indices], self.starts[indices]  # (B,) each
-        index = positions[:, None] - self.max_len + torch.arange(self.max_len, device=positions.device)  # (B, L)
-        valid = index >= starts[:, None]
-        return torch.where(valid, self.items[index.clamp_min(0)], 0)
+        """(B, L) right-aligned, left-padded windows of samples ``indices`` (:func:`right_aligned_windows`)."""
+        return right_aligned_windows(self.items, self.positions[indices], self.starts[indices], self.max_len)
 
 
 # --------------------------------------------------------------------------------------------------- module
@@ -207,6 +228,7 @@ class DuoRecModule(SRACLModule):
         self.duorec_temperature = duorec_temperature
         self.duorec_similarity = duorec_similarity
         self.duorec_mask_same_target = duorec_mask_same_target
+        self.duorec_loss_fn = SameTargetInfoNCE(duorec_temperature, duorec_similarity, duorec_mask_same_target)
         self.same_target = SameTargetSampler(self.max_len)  # filled in setup("fit")
 
     def setup(self, stage: str) -> None:
@@ -243,9 +265,7 @@ class DuoRecModule(SRACLModule):
     def duorec_loss(self, batch: SeqBatch, h: Tensor | None = None) -> Tensor:
         """L_DuoRec, DuoRec's contrastive regularization: NT-Xent between anchor views and same-target positives."""
         anchors, positives = self.duorec_views(batch, h)  # (B, D) each
-        return same_target_info_nce(anchors, positives, batch.target, temperature=self.duorec_temperature,
-                                    similarity=self.duorec_similarity,
-                                    mask_same_target=self.duorec_mask_same_target)
+        return self.duorec_loss_fn(anchors, positives, batch.target)
 
     def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
         """SRACLModule's terms plus ``"duorec"`` = λ·L_DuoRec.

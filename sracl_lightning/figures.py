@@ -65,13 +65,15 @@ def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS
     model.eval()
     for start in range(0, len(samples), batch_size):
         batch = samples.__getitems__(list(range(start, min(start + batch_size, len(samples)))))
-        scores = model.item_scores(model(batch.input_ids.to(model.device))).cpu()  # (B, N)
-        exclude = batch.history - 1 if model.mask_seen_items else None
+        exclude = (batch.history - 1).to(model.device) if model.mask_seen_items else None  # (B, H)
+        target = batch.target - 1  # (B,)
+        h = model(batch.input_ids.to(model.device))  # (B, D)
+        scores = model.item_scores(h, exclude, keep=target.to(model.device)).cpu()  # (B, N), seen items at -inf
         user_lengths = lengths[batch.user]  # (B,)
         for (low, high), metric in zip(groups, metrics.values(), strict=True):
             rows = (user_lengths >= low) & (user_lengths < (high if high is not None else math.inf))
             if rows.any():
-                metric.update(scores[rows], batch.target[rows] - 1, None if exclude is None else exclude[rows])
+                metric.update(scores[rows], target[rows])
     out = {}
     for label, metric in metrics.items():
         values = {k: float(v) for k, v in metric.compute().items()}

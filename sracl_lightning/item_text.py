@@ -30,7 +30,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -90,6 +90,35 @@ def empty_record(item: int, source_id: str) -> ItemText:
     """The record of an item the metadata says nothing about."""
     return {"item": item, "source_id": source_id, "title": None, "brand": None, "categories": [], "price": None,
             "description": None, "extra": {}}
+
+
+# --------------------------------------------------------------------------------------------- an item's name
+def clean_text(value: Any) -> str | None:
+    """A stripped non-empty string, or ``None`` for absent and blank values."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def item_title(record: Mapping[str, Any] | None) -> str | None:
+    """The item's title, or ``None`` (no record, no title, a blank one)."""
+    return None if record is None else clean_text(record.get("title"))
+
+
+def item_text_id(record: Mapping[str, Any] | None) -> str | None:
+    """The short text id that sources without titles give instead (Sports' ``extra["idgenrec_text_id"]``)."""
+    return None if record is None else clean_text((record.get("extra") or {}).get("idgenrec_text_id"))
+
+
+def item_name(record: Mapping[str, Any] | None) -> str | None:
+    """The text that stands for an item: its title, else its short text id (Sports), else ``None``.
+
+    The one rule behind every text that names an item: recommendation titles, prompt histories and context
+    sequences (:func:`sracl_lightning.prompts.item_display_text`) and the raw text of the "w/o LLM" ablation
+    (:func:`sracl_lightning.semantic.item_raw_text`).
+    """
+    return item_title(record) or item_text_id(record)
 
 
 # ------------------------------------------------------------------------------------------------ parsing helpers

@@ -147,25 +147,19 @@ def info_nce(anchors: Tensor, positives: Tensor, *, temperature: float = 1.0, si
         negatives: ``"all"`` (NT-Xent, 2B − 2 negatives) or ``"positives"`` (Eq. 9, the B − 1 other partners).
 
     Returns:
-        Scalar float32 loss.
+        Scalar float32 loss: :class:`InfoNCE` without gathering, the one NT-Xent body.
     """
-    _check_pair(anchors, positives)
-    b = anchors.shape[0]
-    with torch.autocast(device_type=anchors.device.type, enabled=False):
-        z = torch.cat([anchors, positives]).float()  # (2B, D)
-        logits = similarity_logits(z, z, temperature=temperature, similarity=similarity)  # (2B, 2B)
-        labels = partner_labels(b, b, device=z.device)  # (2B,)
-        excluded = excluded_keys(b, b, negatives=negatives, device=z.device)  # (2B, 2B)
-        rows = 2 * b if symmetric else b
-        return masked_cross_entropy(logits[:rows], labels[:rows], excluded[:rows])
+    return InfoNCE(temperature, similarity, symmetric, negatives)(anchors, positives)
 
 
 class InfoNCE(nn.Module):
     """InfoNCE as a module of small overridable steps, with negatives optionally gathered across DDP ranks.
 
-    ``forward`` = ``gather`` -> ``similarity_logits`` -> ``labels`` / ``excluded`` -> masked cross-entropy. A research
-    variant (another similarity, false-negative masking, ...) is a subclass overriding one of them. Without
-    gathering it equals :func:`info_nce`.
+    ``forward`` = ``gather`` -> ``similarity_logits`` -> ``labels`` / ``excluded`` -> masked cross-entropy: the one
+    NT-Xent body of the package. A research variant (another similarity, false-negative masking, ...) is a subclass
+    overriding one of them, e.g. DuoRec's :class:`~sracl_lightning.duorec.SameTargetInfoNCE` (its ``excluded``
+    also drops the keys sharing the query's target, given to ``forward`` as ``targets``). Without gathering it
+    equals :func:`info_nce`.
 
     Gathering (``gather_across_ranks``): the local 2B rows are the queries and the global 2G rows are the keys, so
     every rank's queries see the negatives of the global batch and the labels shift by this rank's offset.
@@ -245,12 +239,19 @@ class InfoNCE(nn.Module):
         """(2B,) key index of each query's partner; see :func:`partner_labels`."""
         return partner_labels(local_size, global_size, offset, device)
 
-    def excluded(self, local_size: int, global_size: int, offset: int, device: torch.device) -> Tensor:
-        """(2B, 2G) True where a key is not a candidate of the query; see :func:`excluded_keys`."""
+    def excluded(self, local_size: int, global_size: int, offset: int, device: torch.device,
+                 targets: Tensor | None = None) -> Tensor:
+        """(2B, 2G) True where a key is not a candidate of the query; see :func:`excluded_keys`.
+
+        ``targets`` (the (B,) labels given to ``forward``, if any) is unused here; subclasses may mask by them.
+        """
         return excluded_keys(local_size, global_size, offset, self.negatives, device)
 
-    def forward(self, anchors: Tensor, positives: Tensor) -> Tensor:
+    def forward(self, anchors: Tensor, positives: Tensor, targets: Tensor | None = None) -> Tensor:
         """Scalar float32 loss of the local (B, D) anchors and (B, D) positives against the (gathered) batch.
+
+        ``targets``: optional (B,) label of each row pair, passed on to :meth:`excluded` for variants whose
+        candidates depend on it (local rows only: not gathered).
 
         NOTE: inputs are cast to float32 and the logits computed with autocast off, as in :func:`info_nce`.
         """
@@ -263,7 +264,7 @@ class InfoNCE(nn.Module):
             queries = torch.cat([anchors, positives])  # (2B, D)
             logits = self.similarity_logits(queries, torch.cat([anchor_keys, positive_keys]))  # (2B, 2G)
             labels = self.labels(b, g, offset, logits.device)  # (2B,)
-            excluded = self.excluded(b, g, offset, logits.device)  # (2B, 2G)
+            excluded = self.excluded(b, g, offset, logits.device, targets)  # (2B, 2G)
             rows = 2 * b if self.symmetric else b
             return masked_cross_entropy(logits[:rows], labels[:rows], excluded[:rows])
 

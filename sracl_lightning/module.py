@@ -218,19 +218,28 @@ class SRACLModule(L.LightningModule):
             raise UsageError(f"model.init_args.optimizer: {error}") from None
 
     # --------------------------------------------------------------------------------------------- evaluation
-    def item_scores(self, h: Tensor) -> Tensor:
-        """Scores of all items (B, N), in fp32 even under mixed precision: bf16 would create spurious ties."""
-        with torch.autocast(device_type=h.device.type, enabled=False):
-            return h.float() @ self.encoder.item_embeddings().float().T
+    def item_scores(self, h: Tensor, exclude: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
+        """Scores of all items (B, N) in fp32, ``-inf`` at the ``exclude`` columns but ``keep``'s.
+
+        See :func:`sracl_lightning.scoring.score_items`, the rule evaluation, figures and serving share.
+
+        Args:
+            h: (B, D) user representations.
+            exclude: (B, H) optional columns (item id - 1) to mask, ``-1`` for none.
+            keep: (B,) optional column per row never masked (the evaluation target).
+        """
+        from sracl_lightning.scoring import score_items
+
+        return score_items(h, self.encoder.item_embeddings(), exclude, keep)
 
     def _update_ranking(self, metric: RankingMetrics, batch: SeqBatch) -> None:
-        scores = self.item_scores(self(batch.input_ids))  # (B, N)
         exclude = None
         if self.mask_seen_items:
             if batch.history is None:
                 raise ValueError("mask_seen_items needs evaluation batches that carry the history")
             exclude = batch.history - 1  # (B, H); padding 0 -> -1 = nothing to exclude
-        metric.update(scores, batch.target - 1, exclude)
+        target = batch.target - 1  # (B,)
+        metric.update(self.item_scores(self(batch.input_ids), exclude, keep=target), target)  # (B, N) scores
 
     def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._update_ranking(self.val_metrics, batch)

@@ -39,6 +39,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from sracl_lightning.samples import held_out_positions
+
 #: ``exclude(anchor_rows (Q,), candidate_rows (Q, C)) -> (Q, C) bool``, True = drop the candidate.
 Exclusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
 IndexKind = Literal["flat", "hnsw"]
@@ -387,8 +389,7 @@ def leakage_exclusion(
     sorted_keys = keys[order]
     first = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
     unique_keys, first_pos = sorted_keys[first], order[first]  # (P,) each
-    ends = offsets[1:]
-    held_out = np.stack([items[ends - 2], items[ends - 1]], axis=1)  # (U, 2): validation, test item
+    held_out = items[np.stack(held_out_positions(offsets), axis=1)]  # (U, 2): validation, test item
     # The anchor's own target, or -1 (an item id that never occurs) when the prefix is the whole sequence.
     has_target = prefix_end < offsets[prefix_user + 1]
     target = np.where(has_target, items[np.minimum(prefix_end, len(items) - 1)], -1)  # (M,)

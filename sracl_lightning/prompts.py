@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
+from sracl_lightning.item_text import clean_text, item_text_id, item_title
 from sracl_lightning.manifest import stable_hash
 from sracl_lightning.resources import packaged_config
+from sracl_lightning.samples import right_aligned_windows, training_positions
 
 #: The value shown for an absent attribute, as in the released notebooks (``fillna('missing')``).
 MISSING = "missing"
@@ -207,28 +210,21 @@ def load_prompt_template(path: str | Path, domain: str | None = None,
     )
 
 
-def _text(value: Any) -> str | None:
-    """A stripped non-empty string, or None for absent / blank values."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def item_display_text(record: Mapping[str, Any]) -> str:
     """The short text standing for an item in histories and context sequences (docs/method.md#user-summaries).
 
-    The ``title``; when it is absent or blank, the fields that are present among ``brand``, the ``categories``
-    and ``extra["idgenrec_text_id"]`` (Sports' textual id), joined by ", "; ``"missing"`` when none is.
+    The ``title`` (:func:`~sracl_lightning.item_text.item_title`); when it is absent or blank, the fields that are
+    present among ``brand``, the ``categories`` and ``extra["idgenrec_text_id"]`` (Sports' textual id,
+    :func:`~sracl_lightning.item_text.item_text_id`), joined by ", "; ``"missing"`` when none is.
 
     NOTE: the released Sports notebook falls back to the category list alone (printed as a Python list); brand
     and the IDGenRec text id are added here because many Sports items share one category path.
     """
-    title = _text(record.get("title"))
+    title = item_title(record)
     if title is not None:
         return title
-    parts = [_text(record.get("brand")), *(_text(c) for c in record.get("categories") or ()),
-             _text((record.get("extra") or {}).get("idgenrec_text_id"))]
+    parts = [clean_text(record.get("brand")), *(clean_text(c) for c in record.get("categories") or ()),
+             item_text_id(record)]
     parts = [p for p in parts if p is not None]
     return ", ".join(parts) if parts else MISSING
 
@@ -262,17 +258,17 @@ class PromptBuilder:
     def fields(self, item: int) -> dict[str, Any]:
         """The placeholder values of one item; absent attributes read ``"missing"`` as in the released code."""
         rec = self.record(item)
-        categories = [c for c in (_text(c) for c in rec.get("categories") or ()) if c is not None]
+        categories = [c for c in (clean_text(c) for c in rec.get("categories") or ()) if c is not None]
         price = rec.get("price")
-        description = _text(rec.get("description"))
-        extra = _Extra({k: str(v) for k, v in (rec.get("extra") or {}).items() if _text(v) is not None})
+        description = clean_text(rec.get("description"))
+        extra = _Extra({k: str(v) for k, v in (rec.get("extra") or {}).items() if clean_text(v) is not None})
         return {
             "domain": self.template.domain,
             "item": item,
             "source_id": rec.get("source_id", MISSING),
             "text": item_display_text(rec),
-            "title": _text(rec.get("title")) or MISSING,
-            "brand": _text(rec.get("brand")) or MISSING,
+            "title": item_title(rec) or MISSING,
+            "brand": clean_text(rec.get("brand")) or MISSING,
             # NOTE: the Amazon notebooks print the category list as a Python list; a comma list reads better.
             "categories": ", ".join(categories) if categories else MISSING,
             "price": f"{float(price):.2f}" if price is not None else MISSING,
@@ -374,12 +370,8 @@ def item_context_sequences(items: np.ndarray, offsets: np.ndarray, max_per_item:
     if max_per_item < 1 or max_items < 2 or max_len < 1:
         raise ValueError(f"need max_per_item >= 1, max_items >= 2, max_len >= 1; got {max_per_item}, {max_items}, "
                          f"{max_len}")
-    starts, ends = offsets[:-1], offsets[1:]
-    # Targets of the training samples sit at s+1 .. e-3 (split_positions(..., "train")).
-    counts = np.maximum(ends - starts - 3, 0)  # (U,)
-    users = np.repeat(np.arange(len(starts)), counts)  # (P,)
-    rank = np.arange(len(users)) - np.repeat(np.cumsum(counts) - counts, counts)
-    ends_at = starts[users] + 1 + rank  # (P,) flat position of each sequence's last item
+    starts = offsets[:-1]  # (U,)
+    ends_at, users = training_positions(offsets)  # (P,) each: the training targets, each sequence's last item
     last = items[ends_at]  # (P,)
 
     # Sampling without replacement per item: shuffle with a random key, keep the first max_per_item of each group.
@@ -391,12 +383,12 @@ def item_context_sequences(items: np.ndarray, offsets: np.ndarray, max_per_item:
     within = np.arange(len(order)) - np.repeat(group_start, group_size)
     kept = np.sort(order[within < max_per_item])  # (K,) back in data order
 
-    # Windows of the last `width` items, left-truncated at the user's start; -1 marks "before the user".
+    # Windows of the last `width` items up to and including the target, left-truncated at the user's start.
     width = min(max_items, max_len + 1)
-    pos = ends_at[kept]
-    index = pos[:, None] - width + 1 + np.arange(width)  # (K, width)
-    windows = np.where(index >= starts[users[kept]][:, None], items[np.maximum(index, 0)], -1)
-    lengths = (windows >= 0).sum(axis=1)
+    end, start = ends_at[kept] + 1, starts[users[kept]]  # (K,) each
+    windows = right_aligned_windows(torch.from_numpy(items), torch.from_numpy(end), torch.from_numpy(start), width)
+    windows = windows.numpy()  # (K, width)
+    lengths = np.minimum(end - start, width)  # (K,) the columns not before the user's start
 
     result: dict[int, list[list[int]]] = {}
     for item, row, n in zip(last[kept].tolist(), windows.tolist(), lengths.tolist(), strict=True):

@@ -33,9 +33,10 @@ from torch import Tensor
 from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.errors import InvalidArgumentError, UsageError
-from sracl_lightning.item_text import load_item_text
+from sracl_lightning.item_text import item_name, load_item_text
 from sracl_lightning.module import SRACLModule
 from sracl_lightning.processed import load_id_map
+from sracl_lightning.samples import right_aligned_windows
 from sracl_lightning.sequences import DataFormatError
 from sracl_lightning.trained import load_run
 
@@ -57,13 +58,6 @@ class Recommendation:
     source_id: str
     score: float
     title: str | None
-
-
-def item_title(record: dict | None) -> str | None:
-    """A display title: the title, else the short text id some sources give instead (Sports), else ``None``."""
-    if record is None:
-        return None
-    return record.get("title") or (record.get("extra") or {}).get("idgenrec_text_id")
 
 
 class Recommender:
@@ -110,7 +104,7 @@ class Recommender:
             records = load_item_text(self.data.directory, self.num_items)
         except FileNotFoundError:
             return [None] * (self.num_items + 1)
-        return [item_title(record) for record in records]
+        return [item_name(record) for record in records]
 
     # ------------------------------------------------------------------------------------------------ inputs
     def internal_ids(self, history: Sequence[ItemKey], where: str = "history") -> list[int]:
@@ -142,24 +136,23 @@ class Recommender:
                            f"{self.data.name!r})")
         return self.data.sequences.sequence(self.user_index[user]).tolist()
 
-    def windows(self, histories: Sequence[list[int]]) -> Tensor:
-        """The last ``max_len`` items of each history, left-padded with 0 as in training: (B, L) int64."""
-        out = torch.zeros(len(histories), self.max_len, dtype=torch.long)
-        for row, ids in enumerate(histories):
-            tail = ids[-self.max_len:]
-            out[row, self.max_len - len(tail):] = torch.tensor(tail)
-        return out
+    def windows(self, histories: Sequence[list[int]], length: int | None = None) -> Tensor:
+        """The last ``length`` (default ``max_len``) items of each history, left-padded with 0 as in training:
+        (B, L) int64, gathered by :func:`~sracl_lightning.samples.right_aligned_windows`."""
+        lengths = torch.tensor([len(ids) for ids in histories], dtype=torch.long)  # (B,)
+        ends = lengths.cumsum(0)  # (B,) one past each history in the flat array
+        flat = torch.tensor([i for ids in histories for i in ids], dtype=torch.long)  # (T,)
+        return right_aligned_windows(flat, ends, ends - lengths, self.max_len if length is None else length)
 
     # -------------------------------------------------------------------------------------------------- ranking
     @torch.no_grad()
     def scores(self, histories: Sequence[list[int]]) -> Tensor:
         """Scores of items 1..N for each history (B, N), seen items at -inf when ``exclude_seen``."""
         window = self.windows(histories).to(self.device)  # (B, L)
-        scores = self.model.item_scores(self.model(window))  # (B, N), column j = item j + 1
-        if self.exclude_seen:
-            for row, ids in enumerate(histories):
-                scores[row, torch.tensor(ids, device=self.device) - 1] = float("-inf")
-        return scores
+        exclude = None
+        if self.exclude_seen:  # (B, H) every item of each history, as columns; padding 0 -> -1 = none
+            exclude = self.windows(histories, max(map(len, histories), default=0)).to(self.device) - 1
+        return self.model.item_scores(self.model(window), exclude)  # (B, N), column j = item j + 1
 
     def check_k(self, k: object) -> int:
         """``k`` as an ``int``; :class:`InvalidArgumentError` (a ``ValueError``) unless it is an int in 1..N."""

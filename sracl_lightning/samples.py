@@ -7,7 +7,10 @@ For a user owning positions ``s .. e-1``:
 * training samples: every prefix of ``items[:-2]`` with its next item, i.e. targets at ``s+1 .. e-3``;
 * validation: target at ``e-2`` (input ``items[:-2]``); test: target at ``e-1`` (input ``items[:-1]``).
 
-No per-prefix list is ever built: a batch gathers its ``(B, L)`` windows from the flat array in one indexing op.
+These rules live here once: :func:`training_positions` / :func:`training_span` / :func:`held_out_positions` (on the
+offsets) and :func:`split_positions` (on a :class:`Sequences`). No per-prefix list is ever built: a batch gathers its
+``(B, L)`` windows from the flat array in one indexing op, :func:`right_aligned_windows`, the package's only window
+rule.
 """
 
 from __future__ import annotations
@@ -20,27 +23,88 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from sracl_lightning.batch import SeqBatch
-from sracl_lightning.sequences import Sequences
+from sracl_lightning.sequences import HELD_OUT_ITEMS, Sequences
 
 Split = Literal["train", "val", "test"]
 
 
+def right_aligned_windows(items: Tensor, positions: Tensor, starts: Tensor, length: int) -> Tensor:
+    """The last ``length`` items before each position, never before its user's start, left-padded with 0.
+
+    The one window rule of the package (docs/method.md#samples-and-windows): row ``b`` holds
+    ``items[max(starts[b], positions[b] - length) : positions[b]]``, right-aligned. Every model input, neighbour
+    window, DuoRec positive, prompt context and recency-weighted prefix is gathered with it (numpy callers wrap
+    their arrays with ``torch.from_numpy``).
+
+    Args:
+        items: (T,) flat item array, user after user.
+        positions: (B,) flat position one past each window's last item (a sample's target position).
+        starts: (B,) flat start position of each window's user; nothing before it is gathered.
+        length: Window length ``L``.
+
+    Returns:
+        (B, L) items of ``items``' dtype, 0 where a column falls before the user's start.
+    """
+    index = positions[:, None] - length + torch.arange(length, device=positions.device)  # (B, L)
+    valid = index >= starts[:, None]  # (B, L)
+    return torch.where(valid, items[index.clamp_min(0)], 0)
+
+
+def held_out_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of each user's validation target ``e-2`` and test target ``e-1`` (leave-one-out).
+
+    Args:
+        offsets: (U + 1,) user ``u`` owns positions ``offsets[u] .. offsets[u + 1] - 1``.
+
+    Returns:
+        ``(validation, test)``, both (U,) int64.
+    """
+    ends = np.asarray(offsets, dtype=np.int64)[1:]  # (U,)
+    return ends - HELD_OUT_ITEMS, ends - HELD_OUT_ITEMS + 1
+
+
+def training_span(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[start, end)`` flat bounds of each user's training part ``items[:-2]``: ``[s, e-2)``.
+
+    Args:
+        offsets: (U + 1,) user boundaries.
+
+    Returns:
+        ``(starts, ends)``, both (U,) int64.
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    return offsets[:-1], offsets[1:] - HELD_OUT_ITEMS
+
+
+def training_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Target positions of the training samples, ``s+1 .. e-3`` of every user, and each one's user.
+
+    A user shorter than :data:`~sracl_lightning.sequences.MIN_SEQUENCE_LENGTH` has none.
+
+    Args:
+        offsets: (U + 1,) user boundaries.
+
+    Returns:
+        ``(positions, users)``, both (S,) int64, user after user and increasing.
+    """
+    starts, ends = training_span(offsets)  # (U,) each
+    counts = np.maximum(ends - starts - 1, 0)  # (U,) every training item but the first is a target
+    users = np.repeat(np.arange(len(starts), dtype=np.int64), counts)  # (S,)
+    # Position = user start + 1 + rank of the sample within its user.
+    rank = np.arange(len(users), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)  # (S,)
+    return starts[users] + 1 + rank, users
+
+
 def split_positions(sequences: Sequences, split: Split) -> tuple[np.ndarray, np.ndarray]:
-    """Target positions of a split, and for each the start position of its user.
+    """Target positions of a split, and for each the row of its user.
 
     Returns:
         ``(positions, users)``, both ``(S,)`` int64.
     """
-    starts, ends = sequences.offsets[:-1], sequences.offsets[1:]
-    if split == "val":
-        return ends - 2, np.arange(sequences.num_users, dtype=np.int64)
-    if split == "test":
-        return ends - 1, np.arange(sequences.num_users, dtype=np.int64)
-    counts = ends - starts - 3  # targets s+1 .. e-3
-    users = np.repeat(np.arange(sequences.num_users, dtype=np.int64), counts)
-    # Position = user start + 1 + rank of the sample within its user.
-    rank = np.arange(len(users), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return starts[users] + 1 + rank, users
+    if split in ("val", "test"):
+        validation, test = held_out_positions(sequences.offsets)
+        return (validation if split == "val" else test), np.arange(sequences.num_users, dtype=np.int64)
+    return training_positions(sequences.offsets)
 
 
 class SequenceSamples(Dataset):
@@ -70,24 +134,18 @@ class SequenceSamples(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def _windows(self, positions: Tensor, starts: Tensor, length: int) -> Tensor:
-        """Right-aligned windows of ``length`` items ending before each position, left-padded with 0."""
-        index = positions[:, None] - length + torch.arange(length)  # (B, length)
-        valid = index >= starts[:, None]
-        return torch.where(valid, self.items[index.clamp_min(0)], 0)
-
     def input_windows(self, indices: Tensor) -> Tensor:
         """The ``(B, max_len)`` input windows of samples ``indices`` alone (no targets, no history)."""
-        return self._windows(self.positions[indices], self.starts[indices], self.max_len)
+        return right_aligned_windows(self.items, self.positions[indices], self.starts[indices], self.max_len)
 
     def __getitems__(self, indices: list[int]) -> SeqBatch:
         idx = torch.as_tensor(indices, dtype=torch.int64)
         positions, starts = self.positions[idx], self.starts[idx]
         history = None
         if self.with_history:
-            history = self._windows(positions, starts, int((positions - starts).max()))
+            history = right_aligned_windows(self.items, positions, starts, int((positions - starts).max()))
         return SeqBatch(
-            input_ids=self._windows(positions, starts, self.max_len),
+            input_ids=right_aligned_windows(self.items, positions, starts, self.max_len),
             target=self.items[positions],
             position=positions,
             user=self.users[idx],

@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 
 from sracl_lightning import item_text, processed
 from sracl_lightning.atomic import atomic_write_text
 from sracl_lightning.catalog import SourceFormat, resolve_source
 from sracl_lightning.cooccurrence import cooccurrence_item_embeddings
+from sracl_lightning.item_text import item_name, item_title
 from sracl_lightning.llm import PassthroughBackend, ResponseCache, SummaryBackend, summarize_with_cache
 from sracl_lightning.manifest import is_fresh, load_array, read_manifest, save_array, sequences_key, stable_hash
 from sracl_lightning.neighbours import (
@@ -55,7 +57,7 @@ from sracl_lightning.prompts import (
     load_prompt_template,
 )
 from sracl_lightning.resources import prompt_template
-from sracl_lightning.samples import split_positions
+from sracl_lightning.samples import right_aligned_windows, split_positions
 from sracl_lightning.semantic_tables import semantic_dir
 from sracl_lightning.sequences import Sequences
 from sracl_lightning.text_embeddings import TextEncoder, embed_texts, recency_weighted_prefix_embeddings
@@ -68,16 +70,15 @@ IndexKind = Literal["flat", "hnsw"]
 def item_raw_text(record: dict | None) -> str:
     """The attribute text of an item, without any instruction: what the "w/o LLM" ablation embeds.
 
-    Title, brand, categories, price and description where present; items without a title (Sports) fall back to
-    the other fields and, when the source has one, the short text id (``extra["idgenrec_text_id"]``).
+    The item's name (:func:`~sracl_lightning.item_text.item_name`: ``Title: ...``, or ``Name: ...`` for the short
+    text id of items without a title, Sports), then brand, categories, price and description where present.
     """
     if record is None:
         return ""
     parts = []
-    if record.get("title"):
-        parts.append(f"Title: {record['title']}")
-    elif record.get("extra", {}).get("idgenrec_text_id"):
-        parts.append(f"Name: {record['extra']['idgenrec_text_id']}")
+    name = item_name(record)
+    if name is not None:
+        parts.append(f"{'Title' if item_title(record) is not None else 'Name'}: {name}")
     if record.get("brand"):
         parts.append(f"Brand: {record['brand']}")
     if record.get("categories"):
@@ -239,10 +240,11 @@ class SemanticStage:
     def user_texts(self) -> list[str]:
         """One text per training prefix: its LLM preference summary, or its raw history text
         (docs/method.md#user-summaries)."""
-        items = self.sequences.items
         display = [""] + [item_display_text(r) for r in self.records[1:]]
-        bounds = zip(self.prefix_starts, self.prefix_positions, strict=True)
-        histories = [items[max(s, p - self.window):p] for s, p in bounds]  # the last `window` items
+        windows = right_aligned_windows(torch.from_numpy(self.sequences.items), torch.from_numpy(self.prefix_positions),
+                                        torch.from_numpy(self.prefix_starts), self.window).numpy()  # (P, window)
+        lengths = np.minimum(self.prefix_positions - self.prefix_starts, self.window)  # (P,) the last `window` items
+        histories = [row[self.window - n:] for row, n in zip(windows, lengths.tolist(), strict=True)]
         if self.raw_text:
             return ["; ".join(f"<{display[i]}>" for i in h) for h in histories]
         requests = [self.prompts.user_messages(h.tolist()) for h in histories]

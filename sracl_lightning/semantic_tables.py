@@ -17,7 +17,7 @@ from torch import Tensor
 from sracl_lightning.batch import SeqBatch
 from sracl_lightning.errors import DataMismatchError
 from sracl_lightning.manifest import load_array, read_manifest, sequences_key
-from sracl_lightning.samples import SequenceSamples, split_positions
+from sracl_lightning.samples import SequenceSamples, right_aligned_windows, split_positions
 from sracl_lightning.sequences import Sequences
 
 ARTEFACTS = ("prefix_positions", "item_embeddings", "user_embeddings", "item_neighbours", "user_neighbours")
@@ -165,7 +165,8 @@ class SemanticSamples(SequenceSamples):
         neighbours = self.tables.user_neighbours[rows]  # (B, K)
         b, k = neighbours.shape
         flat = neighbours.reshape(-1)  # (B*K,)
-        windows = self._windows(self.positions[flat], self.starts[flat], self.max_len).view(b, k, self.max_len)
+        windows = right_aligned_windows(self.items, self.positions[flat], self.starts[flat], self.max_len)
+        windows = windows.view(b, k, self.max_len)  # (B, K, L)
         batch.prefix_row = rows
         batch.semantic = self.tables.user_embeddings[rows]  # (B, E)
         batch.neighbour_rows = neighbours

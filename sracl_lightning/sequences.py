@@ -12,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-#: Leave-one-out needs a validation target, a test target and at least one input item.
-MIN_SEQUENCE_LENGTH = 3
+#: Leave-one-out holds out each user's last two items: the validation target and the test target
+#: (:func:`sracl_lightning.samples.held_out_positions`).
+HELD_OUT_ITEMS = 2
+
+#: Leave-one-out needs the held-out items and at least one input item.
+MIN_SEQUENCE_LENGTH = HELD_OUT_ITEMS + 1
 
 
 class DataFormatError(ValueError):
@@ -95,8 +99,8 @@ class Sequences:
             "min_length": int(lengths.min()),
             "max_length": int(lengths.max()),
             "density": round(n / (self.num_users * self.num_items), 8),
-            # Every prefix of items[:-2] with its next item: sum over users of (len - 3)
-            # (docs/method.md#samples-and-windows).
+            # Every prefix of items[:-2] with its next item: sum over users of (len - MIN_SEQUENCE_LENGTH), the count
+            # of sracl_lightning.samples.training_positions (docs/method.md#samples-and-windows).
             "num_train_samples": int(n - MIN_SEQUENCE_LENGTH * self.num_users),
             # Every prefix of the whole sequence (one LLM user summary each in the released code).
             "num_prefixes": int(n - self.num_users),

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from sracl_lightning.atomic import atomic_save_npy
 from sracl_lightning.manifest import is_fresh, load_array, model_folder_fingerprint, save_array, stable_hash, texts_hash
+from sracl_lightning.samples import right_aligned_windows
 
 Pooling = Literal["cls", "pooler", "mean", "last-token"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
@@ -316,19 +317,19 @@ def recency_weighted_prefix_embeddings(item_embeddings: np.ndarray, items: np.nd
         raise ValueError(f"prefix bounds [{starts.min()}, {ends.max()}) fall outside items (length {len(items)})")
 
     table = torch.from_numpy(np.ascontiguousarray(item_embeddings, dtype=np.float32))  # (N + 1, E)
-    items = np.asarray(items)
-    offsets = np.arange(-window, 0)  # (W,) column j is position end - window + j
+    items = torch.from_numpy(np.asarray(items).astype(np.int64))  # (T,)
     age_weights = decay ** np.arange(window - 1, -1, -1, dtype=np.float64)  # (W,) column W-1 is age 0
     out = np.empty((len(starts), table.shape[1]), dtype=np.float32)  # (P, E)
     for lo in range(0, len(starts), chunk):
-        s, e = starts[lo:lo + chunk, None], ends[lo:lo + chunk, None]  # (C, 1)
-        positions = e + offsets  # (C, W) left-padded: the first columns fall before short prefixes
-        mask = positions >= s  # (C, W)
-        ids = items[np.where(mask, positions, e - 1)].astype(np.int64)  # (C, W) padding columns point anywhere valid
+        s, e = starts[lo:lo + chunk], ends[lo:lo + chunk]  # (C,) each
+        # (C, W) the last W items of each prefix, left-padded with item 0: its weight below is 0.
+        ids = right_aligned_windows(items, torch.from_numpy(e), torch.from_numpy(s), window)
+        columns = np.arange(window)  # (W,)
+        mask = columns >= window - np.minimum(e - s, window)[:, None]  # (C, W) the columns inside the prefix
         weights = mask * age_weights  # (C, W) zero on padding
         weights /= weights.sum(1, keepdims=True)
         # embedding_bag: a weighted sum of gathered rows without materialising the (C, W, E) gather.
-        pooled = F.embedding_bag(torch.from_numpy(ids), table, mode="sum",
+        pooled = F.embedding_bag(ids, table, mode="sum",
                                  per_sample_weights=torch.from_numpy(weights.astype(np.float32)))  # (C, E)
         out[lo:lo + chunk] = pooled.numpy()
     return out

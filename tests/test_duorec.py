@@ -4,6 +4,7 @@ with DuoRec alone and with SRA-CL on top, and checkpoints."""
 from __future__ import annotations
 
 import json
+import math
 from functools import partial
 
 import numpy as np
@@ -15,11 +16,12 @@ from sracl_lightning.cli import SRACLCLI
 from sracl_lightning.duorec import (
     DuoRecModule,
     MemoryBankDuoRec,
+    SameTargetInfoNCE,
     SameTargetSampler,
     same_target_info_nce,
     same_target_keys,
 )
-from sracl_lightning.losses import info_nce
+from sracl_lightning.losses import InfoNCE, info_nce
 from sracl_lightning.samples import SequenceSamples
 from sracl_lightning.sasrec import SASRec
 from sracl_lightning.sequences import Sequences
@@ -192,6 +194,23 @@ def test_mask_excludes_same_target_rows_but_never_the_partner():
     assert torch.allclose(same_target_info_nce(anchors, positives, distinct), info_nce(anchors, positives))
     # One target for the whole batch: each row's only candidate is its partner, the loss is exactly 0.
     assert same_target_info_nce(anchors, positives, torch.full((4,), 5)).item() == 0.0
+
+
+@pytest.mark.unit
+def test_same_target_info_nce_is_an_info_nce_by_hand():
+    """Rows e1, e2 | e1, e2 (dot, τ = 1): every row's keys are its partner (logit 1) and two others (logit 0)."""
+    eye = torch.eye(2)
+    loss_fn = SameTargetInfoNCE()
+    assert isinstance(loss_fn, InfoNCE)
+    expected = math.log(math.e + 2) - 1
+    assert loss_fn(eye, eye, torch.tensor([1, 2])).item() == pytest.approx(expected, rel=1e-6)
+    assert InfoNCE()(eye, eye).item() == pytest.approx(expected, rel=1e-6)
+    # One target for both: only the partner is left, the loss is 0; unmasked it is the plain NT-Xent again.
+    assert loss_fn(eye, eye, torch.tensor([3, 3])).item() == 0.0
+    unmasked = SameTargetInfoNCE(mask_same_target=False)(eye, eye, torch.tensor([3, 3]))
+    assert unmasked.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        loss_fn(eye, eye)
 
 
 @pytest.mark.unit

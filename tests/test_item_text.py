@@ -378,3 +378,15 @@ def test_recbole_item_text_end_to_end_through_prepare(tmp_path: Path) -> None:
     assert [r["source_id"] for r in records[1:]] == ["20", "30", "10", "40"]
     assert item_raw_text(records[1]) == "Title: Heat (1995); Categories: Action > Crime > Thriller"
     assert item_raw_text(records[4]) == ""
+
+
+@pytest.mark.unit
+def test_item_name_is_the_title_else_the_short_text_id() -> None:
+    from sracl_lightning.item_text import item_name, item_text_id, item_title
+
+    sports = {"title": None, "extra": {"idgenrec_text_id": " pocket stove "}}
+    assert item_name({"title": "Heat (1995)", "extra": {"idgenrec_text_id": "heat"}}) == "Heat (1995)"
+    assert item_name(sports) == "pocket stove" and item_title(sports) is None
+    assert item_name({"title": "  ", "extra": {"idgenrec_text_id": "tent"}}) == "tent"  # a blank title is absent
+    assert item_name({"title": None, "brand": "Acme"}) is None and item_text_id({"title": "x"}) is None
+    assert item_name(None) is None

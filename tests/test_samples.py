@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from sracl_lightning.batch import SeqBatch
-from sracl_lightning.samples import SequenceSamples, collate_batch, split_positions
+from sracl_lightning.samples import (
+    SequenceSamples,
+    collate_batch,
+    held_out_positions,
+    right_aligned_windows,
+    split_positions,
+    training_positions,
+    training_span,
+)
 from sracl_lightning.sequence_files import read_s3rec
 from sracl_lightning.sequences import Sequences
 
@@ -175,3 +184,25 @@ def test_dataloader_with_collate_batch(sequences: Sequences) -> None:
     assert [len(b) for b in batches] == [3, 3, 1]
     assert all(isinstance(b, SeqBatch) for b in batches)
     assert torch.equal(torch.cat([b.target for b in batches]), _all(dataset).target)
+
+
+def test_right_aligned_windows_by_hand() -> None:
+    """The last L items before each position, never before the user's start, left-padded with 0."""
+    items = torch.tensor([5, 6, 7, 8, 9, 1, 2])  # user 0 owns positions 0..4, user 1 positions 5..6
+    positions, starts = torch.tensor([3, 5, 6, 4]), torch.tensor([0, 0, 5, 0])
+    windows = right_aligned_windows(items, positions, starts, 3)
+    assert windows.tolist() == [[5, 6, 7], [7, 8, 9], [0, 0, 1], [6, 7, 8]]
+    assert right_aligned_windows(items, torch.tensor([1]), torch.tensor([0]), 4).tolist() == [[0, 0, 0, 5]]
+    assert right_aligned_windows(items, positions, starts, 0).shape == (4, 0)
+
+
+def test_training_span_and_positions_and_held_out_by_hand() -> None:
+    """Users of 3, 5 and 2 items: training parts [0, 1), [3, 6), [8, 8); targets s+1 .. e-3; held out e-2, e-1."""
+    offsets = np.array([0, 3, 8, 10])
+    starts, ends = training_span(offsets)
+    assert starts.tolist() == [0, 3, 8] and ends.tolist() == [1, 6, 8]
+    positions, users = training_positions(offsets)
+    assert positions.tolist() == [4, 5] and users.tolist() == [1, 1]  # a 3-item user has none, a 2-item one none
+    validation, test = held_out_positions(offsets)
+    assert validation.tolist() == [1, 6, 8] and test.tolist() == [2, 7, 9]
+    assert positions.dtype == validation.dtype == test.dtype == np.int64

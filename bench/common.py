@@ -1,0 +1,123 @@
+"""Plumbing shared by the benchmark scripts (``bench/backbone.py``, ``bench/sracl.py``): paths, arguments, the
+device clock, worker subprocesses, machine information and the JSON results.
+
+Not a script: the scripts import it from their own folder (``python bench/x.py`` puts ``bench/`` first on
+``sys.path``; each script also adds it, so that importing a script by path works too). Importing it puts the
+repository root on ``sys.path``, so the package is found also when it is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the package, also when it is not installed
+SYNTHETIC = REPO_ROOT / "data" / "raw" / "synthetic" / "reviews_Synthetic_5.json.gz"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, workers: list[str], *, warmup: int) -> None:
+    """The arguments both scripts take: data, output, batch, accelerator, precisions and the hidden worker ones.
+
+    Args:
+        parser: The script's parser.
+        workers: Names a ``--worker`` subprocess may be asked to run.
+        warmup: Default ``--warmup`` steps.
+    """
+    parser.add_argument("--dataset", default="beauty", help="catalog name, or 'synthetic'")
+    parser.add_argument("--source_root", default=str(REPO_ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data_root", default=str(REPO_ROOT / "data" / "processed"))
+    parser.add_argument("--output_dir", default=str(REPO_ROOT / "bench" / "results"))
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
+                        help="auto: the GPU when CUDA is available")
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
+
+
+def resolve_accelerator(args: argparse.Namespace) -> None:
+    """Turn ``--accelerator auto`` into ``gpu`` on a CUDA machine, else ``cpu``."""
+    if args.accelerator == "auto":
+        import torch
+
+        args.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def dataset_source(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``(dataset, source_format)`` for ``SeqRecDataModule``: the embedded synthetic file or a catalog name."""
+    return (str(SYNTHETIC), "amazon") if args.dataset == "synthetic" else (args.dataset, None)
+
+
+def clock(device) -> float:
+    """``time.perf_counter()`` once the device has run every queued kernel (CUDA kernels are asynchronous)."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def worker_peaks(result: dict, accelerator: str) -> dict:
+    """``result`` with this process's peak RSS and, on the GPU, its peak allocated GPU memory (MiB)."""
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if accelerator == "gpu":
+        import torch
+
+        result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def run_worker(script: str, label: str, precision: str, argv: list[str], width: int) -> dict:
+    """Run ``script --worker ...`` in a fresh process (so peak RSS is per measurement) and read its JSON line.
+
+    Args:
+        script: The script's path.
+        label: Name of the measurement, for the progress line and the error.
+        precision: Its precision, for the progress line.
+        argv: The worker's arguments.
+        width: Column width of ``label`` in the progress line.
+
+    Returns:
+        The worker's result, the last line of its stdout.
+    """
+    out = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{label} failed:\n{out.stderr[-3000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+    print(f"  {label:{width}s} {precision:10s} {json.dumps(shown)}")
+    return result
+
+
+def machine_info(accelerator: str, **extra: object) -> dict:
+    """Python and torch versions, CPU threads, ``extra`` fields, the accelerator and the GPU's name."""
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            **extra, "accelerator": accelerator,
+            "gpu": torch.cuda.get_device_name() if accelerator == "gpu" else None}
+
+
+def now() -> str:
+    """The local time of a report, ``YYYY-mm-dd HH:MM:SS``."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def results_path(args: argparse.Namespace, prefix: str, suffix: str = "") -> Path:
+    """``<output_dir>/<prefix>-<dataset>[-gpu]<suffix>``."""
+    return Path(args.output_dir) / f"{prefix}-{args.dataset}{'-gpu' if args.accelerator == 'gpu' else ''}{suffix}"
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
+    from sracl_lightning.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
