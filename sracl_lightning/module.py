@@ -18,10 +18,8 @@ Dimension letters: B batch, L window, D hidden, E semantic width, K neighbours, 
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -284,18 +282,3 @@ class SRACLModule(L.LightningModule):
 
 def format_protocol(protocol: dict[str, object]) -> str:
     return "; ".join(f"{key}={value}" for key, value in protocol.items())
-
-
-def load_trained(path: str | Path, map_location: str | torch.device = "cpu", **overrides: object) -> SRACLModule:
-    """Load a checkpoint written by ``train.py``, whatever :class:`SRACLModule` subclass it holds.
-
-    The subclass named in the checkpoint is imported first when it belongs to this package (Lightning refuses to
-    import classes by name from a checkpoint); a subclass of your own must be imported before calling this.
-    Checkpoints written before the CL weights were arguments hold the backbone alone; they load with the
-    constructor's defaults, α = β = 0.
-    """
-    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    class_path = str(hparams.get("_class_path", ""))
-    if class_path.startswith("sracl_lightning."):
-        importlib.import_module(class_path.rsplit(".", 1)[0])
-    return SRACLModule.load_from_checkpoint(path, map_location=map_location, **overrides)

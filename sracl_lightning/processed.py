@@ -221,9 +221,7 @@ def source_matches(source: Path, sha256: str, stats: dict | None = None) -> bool
     the hash)."""
     recorded = (stats or {}).get("source") or {}
     if recorded.get("sha256") == sha256:
-        st = source.stat()
-        if recorded.get("size") == st.st_size and recorded.get("mtime_ns") == st.st_mtime_ns:
-            return True
+        return _same_content(recorded, source)
     return file_sha256(source) == sha256
 
 

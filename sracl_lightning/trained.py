@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import pickle
 import zipfile
@@ -11,7 +12,7 @@ import torch
 
 from sracl_lightning.datamodule import SeqRecDataModule
 from sracl_lightning.errors import DataMismatchError
-from sracl_lightning.module import SRACLModule, load_trained
+from sracl_lightning.module import SRACLModule
 from sracl_lightning.sequences import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,23 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def load_trained(path: str | Path, map_location: str | torch.device = "cpu", **overrides: object) -> SRACLModule:
+    """Load a checkpoint written by ``train.py``, whatever :class:`SRACLModule` subclass it holds.
+
+    The subclass named in the checkpoint is imported first when it belongs to this package (Lightning refuses to
+    import classes by name from a checkpoint); a subclass of your own must be imported before calling this.
+    Checkpoints written before the CL weights were arguments hold the backbone alone; they load with the
+    constructor's defaults, α = β = 0.
+
+    Raises:
+        FileNotFoundError, DataFormatError: as :func:`read_checkpoint`.
+    """
+    class_path = str(read_checkpoint(path)["hyper_parameters"].get("_class_path", ""))
+    if class_path.startswith("sracl_lightning."):
+        importlib.import_module(class_path.rsplit(".", 1)[0])
+    return SRACLModule.load_from_checkpoint(path, map_location=map_location, **overrides)
+
+
 def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root: str | None = None,
              eval_batch_size: int | None = None, **model_overrides: object) -> tuple[SRACLModule, SeqRecDataModule]:
     """Model and DataModule from a checkpoint written by ``train.py``.
@@ -53,11 +71,10 @@ def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root
         model_overrides: Constructor arguments of the module to override, e.g. ``mask_seen_items``.
     """
     path = Path(ckpt_path)
-    checkpoint = read_checkpoint(path)
     data_overrides = {key: value for key, value in {"source_root": source_root, "data_root": data_root,
                                                     "eval_batch_size": eval_batch_size}.items()
                       if value is not None}
-    model = load_trained(path, **model_overrides)
+    model = load_trained(path, **model_overrides)  # reads and checks the checkpoint first
     data = SeqRecDataModule.load_from_checkpoint(path, **data_overrides)  # restores the data identity
     identity = data.expected_identity
     if identity is None:
@@ -66,5 +83,4 @@ def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root
     elif identity.get("num_items") != model.num_items:
         raise DataMismatchError(f"{path}: the model scores {model.num_items:,} items but its data identity "
                                 f"records {identity.get('num_items'):,}")
-    del checkpoint
     return model, data

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -27,6 +29,17 @@ TIERS = ("unit", "integration")
 
 
 @pytest.hookimpl(tryfirst=True)
+
+@contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op threads and restore the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Refuse the run when a collected test has no tier marker or more than one."""
     wrong = []

@@ -18,8 +18,7 @@ say why in the commit message. Never update them to make an unexplained change p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -29,6 +28,7 @@ from sracl_lightning.losses import InfoNCE, info_nce
 from sracl_lightning.metrics import RankingMetrics, target_ranks
 from sracl_lightning.sasrec import SASRec
 from sracl_lightning.synthesizer import SampleSynthesizer
+from tests.conftest import intra_op_threads
 
 pytestmark = pytest.mark.unit
 
@@ -108,17 +108,6 @@ PINNED_SYNTH_POSITIVES = [[-0.2005791, 0.7864785, 0.2048887], [0.9876209, 0.0123
 
 
 # ------------------------------------------------------------------------------------------ computations
-@contextmanager
-def intra_op_threads(count: int) -> Iterator[None]:
-    """Run the block with ``count`` intra-op threads and restore the previous count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def tiny_sasrec() -> SASRec:
     """The seeded tiny SASRec: 1 layer, 2 heads, hidden 16, FFN 32, no dropout, the code's N(0, 0.02) init."""
     torch.manual_seed(0)

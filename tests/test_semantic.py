@@ -21,16 +21,14 @@ from sracl_lightning.samples import split_positions
 from sracl_lightning.semantic import SemanticStage, item_raw_text
 from sracl_lightning.semantic_tables import load_semantic_tables
 from sracl_lightning.sequences import Sequences
-from tests.conftest import REPO_ROOT, load_script
+from tests.conftest import REPO_ROOT, intra_op_threads, load_script
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One intra-op thread while this module runs (as the file always ran), restored afterwards for the others."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with intra_op_threads(1):
+        yield
 
 
 class RecordingBackend(SummaryBackend):

@@ -162,7 +162,7 @@ def test_memory_bank_mode_trains_through_the_cli(tmp_path, synthetic_reviews, se
     assert float(evaluated["test/ndcg@10"]) == pytest.approx(results["metrics"]["ndcg@10"], abs=1e-7)
 
     # A checkpoint from before the CL weights were arguments holds the backbone alone: it loads with α = β = 0.
-    from sracl_lightning.module import load_trained
+    from sracl_lightning.trained import load_trained
 
     checkpoint = torch.load(results["checkpoint"], weights_only=True)
     legacy = {k: v for k, v in checkpoint["hyper_parameters"].items()

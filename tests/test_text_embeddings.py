@@ -25,6 +25,7 @@ from sracl_lightning.text_embeddings import (
     embedding_key,
     recency_weighted_prefix_embeddings,
 )
+from tests.conftest import intra_op_threads
 
 TEXTS = [
     "A hydrating face cream for dry skin.",
@@ -43,10 +44,8 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def minilm() -> Iterator[TextEncoder]:
     """The real MiniLM, loaded once; one intra-op thread while the module uses it, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield TextEncoder(batch_size=4)
-    torch.set_num_threads(before)
+    with intra_op_threads(1):
+        yield TextEncoder(batch_size=4)
 
 
 def with_pooling(encoder: TextEncoder, pooling: str) -> TextEncoder:
