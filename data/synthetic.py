@@ -17,6 +17,11 @@ a result a "most frequent successor of the last item" predictor clearly beats gl
 related items are also behaviourally related. The output is already 5-core (every user and item has at least 5
 interactions after dropping exact duplicates); this is enforced by a repair step and checked before writing.
 
+The vocabulary (the category catalog with its subcategory routines, themes, adjectives, sizes and benefits; the brands;
+the reviewer first names; the review templates; the star distributions) is data, not code: it lives in
+``synthetic_vocabulary.json`` beside this file and is read and checked once at import (:class:`_Vocabulary` describes
+its keys). The order of its lists and objects is part of the output: the generator draws from them by index.
+
 Usage::
 
     python data/synthetic.py [--out DIR] [--users N] [--items N] [--seed S]
@@ -28,14 +33,16 @@ import datetime as dt
 import gzip
 import json
 import os
+import string
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from sracl_lightning.atomic import atomic_write
+from sracl_lightning.datasets.sequences import DataFormatError
 
 REVIEWS_FILENAME = "reviews_Synthetic_5.json.gz"
 META_FILENAME = "meta_Synthetic.json.gz"
@@ -63,12 +70,11 @@ _SECONDS_PER_DAY = 86400
 _ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-_COUNT_SIZES = ("1 Count", "2 Count", "Set of 3", "")
-
-
-def _words(text: str) -> tuple[str, ...]:
-    """Splits a comma-separated vocabulary string, which keeps the catalog below compact."""
-    return tuple(word.strip() for word in text.split(","))
+VOCABULARY_PATH = Path(__file__).with_name("synthetic_vocabulary.json")
+_SENTIMENTS = ("pos", "mid", "neg")
+_RATING_PROFILES = ("loyal", "taste", "other")
+_REVIEW_FIELDS = frozenset({"noun", "brand", "theme", "aspect", "benefit"})
+_MIN_ROUTINE_STEPS = 3  # _build_catalog draws product lines of 3 or more consecutive routine steps.
 
 
 @dataclass(frozen=True)
@@ -100,324 +106,204 @@ class _Category:
     count_sized: tuple[str, ...] = ()
 
 
-CATALOG: dict[str, _Category] = {
-    "Skin Care": _Category(
-        weight=1.6,
-        price=19.0,
-        aspect="texture",
-        composition="Formulated with {theme} and {other}.",
-        subcategories={
-            "Face": (
-                ("Foaming Face Cleanser", "Cleansers"),
-                ("Facial Toner", "Toners"),
-                ("Face Serum", "Serums"),
-                ("Face Moisturizer", "Moisturizers"),
-                ("Eye Cream", "Eye Treatments"),
-            ),
-            "Sun Care": (
-                ("Sunscreen Lotion", "Sunscreens"),
-                ("Sunscreen Stick", "Sunscreens"),
-                ("After-Sun Gel", "After Sun"),
-                ("Tinted Day Moisturizer", "Moisturizers"),
-            ),
-            "Masks & Treatments": (
-                ("Exfoliating Face Scrub", "Exfoliators"),
-                ("Clay Mask", "Masks"),
-                ("Spot Treatment", "Acne Treatments"),
-                ("Overnight Mask", "Masks"),
-            ),
-        },
-        themes=_words(
-            "Lavender, Rose, Vitamin C, Hyaluronic Acid, Tea Tree, Green Tea, Aloe, Charcoal, Cucumber, Retinol"
-        ),
-        adjectives=_words(
-            "Hydrating, Brightening, Soothing, Clarifying, Firming, Gentle, Renewing, Balancing, Oil-Free"
-        ),
-        sizes=_words("1 fl oz, 1.7 fl oz, 4 fl oz, 2 oz"),
-        benefits=_words(
-            "restore moisture, even out skin tone, calm redness, minimize the look of pores, smooth fine lines"
-        ),
-    ),
-    "Hair Care": _Category(
-        weight=1.2,
-        price=12.0,
-        aspect="formula",
-        composition="Infused with {theme} and {other}.",
-        subcategories={
-            "Shampoo & Conditioner": (
-                ("Shampoo", "Shampoos"),
-                ("Conditioner", "Conditioners"),
-                ("Leave-In Conditioner", "Conditioners"),
-                ("Hair Mask", "Treatments"),
-            ),
-            "Styling Products": (
-                ("Heat Protectant Spray", "Sprays"),
-                ("Volumizing Mousse", "Mousses & Foams"),
-                ("Styling Cream", "Creams"),
-                ("Finishing Hairspray", "Hairsprays"),
-            ),
-            "Hair Color": (
-                ("Permanent Hair Color Kit", "Hair Color"),
-                ("Color Protect Shampoo", "Shampoos"),
-                ("Color Gloss Treatment", "Treatments"),
-                ("Root Touch-Up Spray", "Root Touch Up"),
-            ),
-        },
-        themes=_words(
-            "Argan Oil, Coconut, Keratin, Biotin, Tea Tree, Rosemary, Mint, Avocado, Silk Protein, Macadamia"
-        ),
-        adjectives=_words("Smoothing, Volumizing, Repairing, Moisturizing, Clarifying, Curl-Defining, Strengthening"),
-        sizes=_words("8 fl oz, 12 fl oz, 16 fl oz, 33.8 fl oz"),
-        benefits=_words(
-            "tame frizz, add body and shine, repair split ends, protect color from fading, strengthen strands"
-        ),
-    ),
-    "Makeup": _Category(
-        weight=1.4,
-        price=14.0,
-        aspect="shade",
-        composition="Shown in {theme} with {other} undertones.",
-        subcategories={
-            "Face": (
-                ("Face Primer", "Face Primers"),
-                ("Liquid Foundation", "Foundation"),
-                ("Concealer", "Concealers & Neutralizers"),
-                ("Setting Powder", "Powder"),
-                ("Blush", "Blush"),
-            ),
-            "Eyes": (
-                ("Eyeshadow Primer", "Eyeshadow Bases & Primers"),
-                ("Eyeshadow Palette", "Eyeshadow"),
-                ("Eyeliner", "Eyeliner"),
-                ("Mascara", "Mascara"),
-                ("Brow Pencil", "Brow Color"),
-            ),
-            "Lips": (
-                ("Lip Scrub", "Lip Treatments"),
-                ("Lip Liner", "Lip Liners"),
-                ("Matte Lipstick", "Lipstick"),
-                ("Lip Gloss", "Lip Glosses"),
-            ),
-        },
-        themes=_words("Nude, Rose, Berry, Coral, Mocha, Plum, Bronze, Ivory, Champagne, Cherry"),
-        adjectives=_words("Long-Wear, Matte, Dewy, Waterproof, Lightweight, Full-Coverage, Shimmer, Velvet, Sheer"),
-        sizes=_words("0.1 oz, 0.17 oz, 0.3 oz, 1 fl oz"),
-        benefits=_words(
-            "last all day without fading, blend seamlessly, build coverage without caking, resist humidity"
-        ),
-    ),
-    "Fragrance": _Category(
-        weight=0.9,
-        price=42.0,
-        aspect="scent",
-        composition="Opens with {theme} over a heart of {other}.",
-        subcategories={
-            "Women's": (
-                ("Eau de Parfum Spray", "Eau de Parfum"),
-                ("Rollerball Perfume", "Rollerballs"),
-                ("Body Mist", "Body Sprays"),
-                ("Perfumed Body Lotion", "Body Lotions"),
-            ),
-            "Men's": (
-                ("Eau de Toilette Spray", "Eau de Toilette"),
-                ("Cologne", "Cologne"),
-                ("Aftershave Splash", "After Shave"),
-                ("Deodorant Stick", "Deodorants"),
-            ),
-            "Unisex": (
-                ("Eau de Cologne", "Cologne"),
-                ("Fragrance Oil", "Fragrance Oils"),
-                ("Solid Perfume", "Solid Perfume"),
-                ("Hair Mist", "Hair Perfumes"),
-            ),
-        },
-        themes=_words("Vanilla, Jasmine, Sandalwood, Citrus, Amber, Peony, Oud, Bergamot, Musk, Cedarwood, Gardenia"),
-        adjectives=_words("Warm, Fresh, Floral, Woody, Sparkling, Oriental, Sheer, Intense, Classic"),
-        sizes=_words("1 fl oz, 1.7 fl oz, 3.4 fl oz, 0.33 fl oz"),
-        benefits=_words("linger from morning to night, layer beautifully with other scents, leave a soft trail"),
-    ),
-    "Bath & Body": _Category(
-        weight=1.1,
-        price=9.0,
-        aspect="scent",
-        composition="Made with {theme} and {other}.",
-        subcategories={
-            "Cleansers": (
-                ("Body Wash", "Body Washes"),
-                ("Bar Soap", "Soaps"),
-                ("Bubble Bath", "Bubble Bath"),
-                ("Bath Bomb", "Bath Bombs"),
-            ),
-            "Body Moisturizers": (
-                ("Body Scrub", "Scrubs & Body Treatments"),
-                ("Body Lotion", "Lotions"),
-                ("Body Butter", "Body Butters"),
-                ("Dry Body Oil", "Body Oils"),
-            ),
-            "Hand & Foot Care": (
-                ("Hand Soap", "Hand Soaps"),
-                ("Hand Cream", "Hand Creams"),
-                ("Foot Scrub", "Foot Care"),
-                ("Foot Cream", "Foot Care"),
-            ),
-        },
-        themes=_words("Coconut, Shea Butter, Lavender, Eucalyptus, Oatmeal, Honey, Cherry Blossom, Sea Salt, Mango"),
-        adjectives=_words("Nourishing, Creamy, Refreshing, Relaxing, Moisturizing, Exfoliating, Gentle, Rich, Whipped"),
-        sizes=_words("3.4 fl oz, 8 fl oz, 10 fl oz, 16 fl oz, 4 oz"),
-        benefits=_words("leave skin soft and smooth, lock in moisture, relax after a long day, buff away dry patches"),
-    ),
-    "Nail": _Category(
-        weight=0.7,
-        price=8.0,
-        aspect="finish",
-        composition="Finished in {theme} with a hint of {other}.",
-        subcategories={
-            "Nail Polish": (
-                ("Base Coat", "Base Coat"),
-                ("Nail Polish", "Nail Polish"),
-                ("Gel Top Coat", "Top Coat"),
-                ("Quick-Dry Drops", "Nail Dryers"),
-            ),
-            "Nail Care": (
-                ("Cuticle Remover", "Cuticle Care"),
-                ("Cuticle Oil", "Cuticle Care"),
-                ("Nail Strengthener", "Nail Treatments"),
-                ("Polish Remover", "Polish Remover"),
-            ),
-            "Nail Tools": (
-                ("Glass Nail File", "Nail Files"),
-                ("Nail Buffer Block", "Buffers"),
-                ("Cuticle Pusher", "Cuticle Tools"),
-                ("Nail Clipper", "Nail Clippers"),
-            ),
-        },
-        themes=_words("Ruby, Coral, Lilac, Nude, Midnight, Mint, Blush, Crimson, Pearl, Almond"),
-        adjectives=_words(
-            "Chip-Resistant, Glossy, Quick-Dry, Long-Lasting, Strengthening, Gel-Effect, Salon, Non-Toxic"
-        ),
-        sizes=_words("0.5 fl oz, 0.25 fl oz, 0.45 fl oz"),
-        benefits=_words("resist chips for a week, dry in under a minute, strengthen brittle nails"),
-        count_sized=("Nail Tools",),
-    ),
-    "Tools & Accessories": _Category(
-        weight=0.8,
-        price=16.0,
-        aspect="build quality",
-        composition="Crafted from {theme} with {other} accents.",
-        subcategories={
-            "Makeup Brushes": (
-                ("Foundation Brush", "Face Brushes"),
-                ("Powder Brush", "Face Brushes"),
-                ("Eyeshadow Brush Set", "Eye Brushes"),
-                ("Brush Cleaning Mat", "Brush Cleaners"),
-            ),
-            "Hair Tools": (
-                ("Detangling Brush", "Hair Brushes"),
-                ("Round Brush", "Hair Brushes"),
-                ("Flat Iron", "Flat Irons"),
-                ("Curling Wand", "Curling Irons"),
-            ),
-            "Skin Tools": (
-                ("Facial Cleansing Brush", "Facial Brushes"),
-                ("Jade Face Roller", "Face Rollers"),
-                ("Slant Tweezers", "Tweezers"),
-                ("Blending Sponge", "Sponges & Applicators"),
-            ),
-        },
-        themes=_words("Bamboo, Rose Gold, Ceramic, Titanium, Ionic, Vegan, Marble, Tourmaline, Charcoal, Pearl"),
-        adjectives=_words("Professional, Travel, Ultra-Soft, Precision, Ergonomic, Compact, Salon-Grade, Cordless"),
-        sizes=_COUNT_SIZES,
-        benefits=_words("give a flawless finish, make styling faster, stay comfortable in hand, hold up to daily use"),
-    ),
-    "Men's Grooming": _Category(
-        weight=0.8,
-        price=12.0,
-        aspect="scent",
-        composition="Scented with {theme} and {other}.",
-        subcategories={
-            "Shaving": (
-                ("Pre-Shave Oil", "Pre-Shaves"),
-                ("Shaving Cream", "Shaving Creams"),
-                ("Aftershave Balm", "After Shave"),
-                ("Razor Bump Serum", "After Shave"),
-            ),
-            "Beard Care": (
-                ("Beard Wash", "Beard Care"),
-                ("Beard Conditioner", "Beard Care"),
-                ("Beard Oil", "Beard Care"),
-                ("Beard Balm", "Beard Care"),
-            ),
-            "Men's Skin Care": (
-                ("Men's Face Wash", "Cleansers"),
-                ("Men's Face Moisturizer", "Moisturizers"),
-                ("Under-Eye Gel", "Eye Treatments"),
-                ("Men's Body Wash", "Body Washes"),
-            ),
-        },
-        themes=_words("Sandalwood, Cedarwood, Bay Rum, Tea Tree, Eucalyptus, Menthol, Black Pepper, Vetiver, Citrus"),
-        adjectives=_words("Classic, Cooling, Sensitive, Soothing, Energizing, Rugged, Smooth, Daily"),
-        sizes=_words("3.4 fl oz, 5 fl oz, 6 oz, 1 fl oz"),
-        benefits=_words("prevent razor burn, soften coarse hair, keep skin hydrated, tame flyaways"),
-    ),
-}
+@dataclass(frozen=True)
+class _Vocabulary:
+    """The contents of ``synthetic_vocabulary.json``; each attribute is the top-level key of the same name.
 
-BRANDS = _words(
-    "Lumiere, Aurelle, Bellora, Verdane, Solenne, Kinsley & Co, Maison Elara, Nuvia, Pure Harbor, Oakridge Botanics, "
-    "Vela, Calla Rose, Thornfield, Misto, Brightwell, Ardenne, Silk & Stone, Luxa, Evermoss, Juniper Lane, Corvin, "
-    "Halcyon, Opaline, Ridgeback, Saffi, Tidewater, Velour, Wren & Willow, Zephyra, Amberlyn, Bloomfield, Crestline, "
-    "Dovetail, Everglow, Fennwick, Harlow Grey, Jolie Belle, Kestrel, Linden Row, Marlowe"
-)
+    The four review template lists (``openers``, ``aspect_sentences``, ``closers``, ``summaries``) may use the
+    placeholders ``{noun}``, ``{brand}``, ``{theme}``, ``{aspect}`` and ``{benefit}``.
 
-_FIRST_NAMES = _words(
-    "Jennifer, Maria, Ashley, Sarah, Jessica, Emily, Karen, Linda, Nicole, Megan, Rachel, Laura, Amanda, Michelle, "
-    "Stephanie, Heather, Lauren, Rebecca, Kimberly, Christine, Michael, David, James, Robert, John, Daniel, Chris, "
-    "Brian, Kevin, Jason"
-)
+    Attributes:
+        count_sizes: Package sizes of the ``count_sized`` subcategories, used instead of the category's ``sizes``.
+        categories: Top-level category name -> its :class:`_Category` (an object with the same field names; each
+            routine step is a ``[product noun, leaf category]`` pair).
+        brands: Brand names; every category gets at least one, so there are at least as many brands as categories.
+        first_names: Reviewer first names (the reviewer name is a first name and an initial).
+        openers: Sentiment (``pos``, ``mid``, ``neg``) -> first sentences of a review.
+        aspect_sentences: Sentiment -> sentences about the item's theme and benefit.
+        closers: Sentiment -> last sentences; ``""`` adds no sentence.
+        summaries: Sentiment -> review summaries (titles).
+        rating_probs: Distributions over 1..5 stars (each sums to 1) for a review of the user's favourite brand in
+            the category (``loyal``), of another item of a liked category (``taste``) and of anything else
+            (``other``); Amazon Beauty reviews are strongly skewed towards 5 stars.
+    """
 
-_OPENERS = {
-    "pos": (
-        "I love this {noun}.",
-        "This {noun} is now a staple in my routine.",
-        "Really impressed with this {noun} from {brand}.",
-        "Great {noun} for the price.",
-    ),
-    "mid": ("This {noun} is okay.", "Decent {noun}, nothing special.", "The {noun} works but I expected more."),
-    "neg": (
-        "I was disappointed by this {noun}.",
-        "This {noun} did not work for me.",
-        "I would not buy this {noun} again.",
-    ),
-}
-_ASPECT_SENTENCES = {
-    "pos": (
-        "The {theme} {aspect} is lovely and it does {benefit} as promised.",
-        "It really does {benefit}, and the {theme} {aspect} is great.",
-    ),
-    "mid": (
-        "The {theme} {aspect} is fine but it did not really {benefit}.",
-        "It is supposed to {benefit}; results were so-so.",
-    ),
-    "neg": (
-        "The {theme} {aspect} was off-putting and it did not {benefit}.",
-        "It claims to {benefit} but I saw no difference.",
-    ),
-}
-_CLOSERS = {
-    "pos": ("Will repurchase.", "Highly recommend.", "Shipping was fast too.", ""),
-    "mid": ("Might try something else next time.", "It is fine for the price.", ""),
-    "neg": ("Returning it.", "Save your money.", ""),
-}
-_SUMMARIES = {
-    "pos": ("Five Stars", "Love it", "Great {noun}", "Holy grail", "Works great"),
-    "mid": ("It's okay", "Average", "Not bad", "Three Stars"),
-    "neg": ("Disappointed", "Not for me", "Did not work", "One Star"),
-}
-# Rating distributions over 1..5 stars; Amazon Beauty reviews are strongly skewed towards 5 stars.
-_RATING_PROBS = {
-    "loyal": (0.02, 0.03, 0.07, 0.20, 0.68),
-    "taste": (0.04, 0.05, 0.10, 0.23, 0.58),
-    "other": (0.08, 0.08, 0.15, 0.25, 0.44),
-}
+    count_sizes: tuple[str, ...]
+    categories: dict[str, _Category]
+    brands: tuple[str, ...]
+    first_names: tuple[str, ...]
+    openers: dict[str, tuple[str, ...]]
+    aspect_sentences: dict[str, tuple[str, ...]]
+    closers: dict[str, tuple[str, ...]]
+    summaries: dict[str, tuple[str, ...]]
+    rating_probs: dict[str, tuple[float, ...]]
+
+
+class _VocabularyReader:
+    """Checks the parsed vocabulary file piece by piece; every failure is a one-line :class:`DataFormatError`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> DataFormatError:
+        return DataFormatError(self.path, f"{where}: {message}")
+
+    def mapping(self, value: object, where: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict:
+        """A JSON object with exactly the ``required`` keys plus any of the ``optional`` ones."""
+        required, optional = list(required), list(optional)
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected an object, got {type(value).__name__}")
+        problems = []
+        if missing := [key for key in required if key not in value]:
+            problems.append(f"missing keys {missing}")
+        if unknown := [key for key in value if key not in required and key not in optional]:
+            problems.append(f"unknown keys {unknown}")
+        if problems:
+            raise self.fail(where, f"{', '.join(problems)}; expected the keys {required + optional}")
+        return value
+
+    def named(self, value: object, where: str) -> dict:
+        """A non-empty JSON object whose keys are names of the caller's choosing."""
+        if not isinstance(value, dict) or not value:
+            raise self.fail(where, f"expected a non-empty object, got {value!r}")
+        return value
+
+    def number(self, value: object, where: str) -> float:
+        """A positive number."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise self.fail(where, f"expected a positive number, got {value!r}")
+        return float(value)
+
+    def text(self, value: object, where: str, placeholders: Iterable[str] = ()) -> str:
+        """A string whose ``{placeholders}`` are all among ``placeholders``."""
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected a string, got {value!r}")
+        allowed = set(placeholders)
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as error:
+            raise self.fail(where, f"bad template {value!r}: {error}") from None
+        if not used <= allowed:
+            raise self.fail(where, f"{value!r} uses placeholders {sorted(used - allowed)}; allowed: {sorted(allowed)}")
+        return value
+
+    def strings(
+        self, value: object, where: str, at_least: int = 1, placeholders: Iterable[str] = ()
+    ) -> tuple[str, ...]:
+        """A list of at least ``at_least`` strings whose ``{placeholders}`` are all among ``placeholders``."""
+        if not isinstance(value, list) or len(value) < at_least or not all(isinstance(s, str) for s in value):
+            raise self.fail(where, f"expected a list of at least {at_least} strings, got {value!r}")
+        return tuple(self.text(s, where, placeholders) for s in value)
+
+    def templates(self, value: object, where: str) -> dict[str, tuple[str, ...]]:
+        """Review templates per sentiment."""
+        value = self.mapping(value, where, _SENTIMENTS)
+        return {key: self.strings(value[key], f"{where}.{key}", placeholders=_REVIEW_FIELDS) for key in _SENTIMENTS}
+
+    def routine(self, value: object, where: str) -> tuple[tuple[str, str], ...]:
+        """An ordered routine: a list of at least ``_MIN_ROUTINE_STEPS`` ``[product noun, leaf category]`` pairs."""
+        pairs = isinstance(value, list) and all(
+            isinstance(step, list) and len(step) == 2 and all(isinstance(s, str) for s in step) for step in value
+        )
+        if not pairs or len(value) < _MIN_ROUTINE_STEPS:
+            raise self.fail(
+                where, f"expected at least {_MIN_ROUTINE_STEPS} [product noun, leaf category] pairs, got {value!r}"
+            )
+        return tuple((noun, leaf) for noun, leaf in value)
+
+    def category(self, value: object, where: str) -> _Category:
+        """One category object, the fields of :class:`_Category`."""
+        optional = ("count_sized",)
+        required = [field.name for field in fields(_Category) if field.name not in optional]
+        value = self.mapping(value, where, required, optional)
+        subcategories = {
+            name: self.routine(routine, f"{where}.subcategories.{name}")
+            for name, routine in self.named(value["subcategories"], f"{where}.subcategories").items()
+        }
+        count_sized = self.strings(value.get("count_sized", []), f"{where}.count_sized", at_least=0)
+        if not set(count_sized) <= set(subcategories):
+            raise self.fail(f"{where}.count_sized", f"expected names of subcategories, got {list(count_sized)}")
+        return _Category(
+            weight=self.number(value["weight"], f"{where}.weight"),
+            price=self.number(value["price"], f"{where}.price"),
+            aspect=self.text(value["aspect"], f"{where}.aspect"),
+            composition=self.text(value["composition"], f"{where}.composition", placeholders=("theme", "other")),
+            subcategories=subcategories,
+            themes=self.strings(value["themes"], f"{where}.themes", at_least=2),  # a description names two themes
+            adjectives=self.strings(value["adjectives"], f"{where}.adjectives"),
+            sizes=self.strings(value["sizes"], f"{where}.sizes"),
+            benefits=self.strings(value["benefits"], f"{where}.benefits"),
+            count_sized=count_sized,
+        )
+
+    def rating_probs(self, value: object, where: str) -> dict[str, tuple[float, ...]]:
+        """Star distributions per rating profile: five non-negative numbers summing to 1."""
+        value = self.mapping(value, where, _RATING_PROFILES)
+        for key in _RATING_PROFILES:
+            probs = value[key]
+            if (
+                not isinstance(probs, list)
+                or len(probs) != 5
+                or not all(not isinstance(p, bool) and isinstance(p, int | float) and p >= 0 for p in probs)
+                or abs(sum(probs) - 1) > 1e-6
+            ):
+                raise self.fail(f"{where}.{key}", f"expected 5 non-negative numbers summing to 1, got {probs!r}")
+        return {key: tuple(float(p) for p in value[key]) for key in _RATING_PROFILES}
+
+
+def _load_vocabulary(path: Path) -> _Vocabulary:
+    """Reads and checks the generator's vocabulary file (see :class:`_Vocabulary` for its contents).
+
+    The order of every list and object in the file matters: the generator draws from them by index, so reordering,
+    adding or removing an entry changes the output of every seed.
+
+    Args:
+        path: The JSON file, normally :data:`VOCABULARY_PATH` beside this script.
+
+    Returns:
+        The vocabulary.
+
+    Raises:
+        DataFormatError: If the file is missing, is not JSON or does not have the expected shape; the one-line
+            message names the file and the offending key.
+    """
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataFormatError(path, "file not found (the vocabulary of synthetic.py must lie beside it)") from None
+    except json.JSONDecodeError as error:
+        raise DataFormatError(path, f"not valid JSON: {error.msg} (column {error.colno})", line=error.lineno) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataFormatError(path, f"cannot read the vocabulary: {error}") from None
+    reader = _VocabularyReader(path)
+    raw = reader.mapping(raw, "top level", [field.name for field in fields(_Vocabulary)])
+    categories = {
+        name: reader.category(value, f"categories.{name}")
+        for name, value in reader.named(raw["categories"], "categories").items()
+    }
+    return _Vocabulary(
+        count_sizes=reader.strings(raw["count_sizes"], "count_sizes"),
+        categories=categories,
+        brands=reader.strings(raw["brands"], "brands", at_least=len(categories)),
+        first_names=reader.strings(raw["first_names"], "first_names"),
+        openers=reader.templates(raw["openers"], "openers"),
+        aspect_sentences=reader.templates(raw["aspect_sentences"], "aspect_sentences"),
+        closers=reader.templates(raw["closers"], "closers"),
+        summaries=reader.templates(raw["summaries"], "summaries"),
+        rating_probs=reader.rating_probs(raw["rating_probs"], "rating_probs"),
+    )
+
+
+_VOCABULARY = _load_vocabulary(VOCABULARY_PATH)
+_COUNT_SIZES = _VOCABULARY.count_sizes
+CATALOG: dict[str, _Category] = _VOCABULARY.categories
+BRANDS = _VOCABULARY.brands
+_FIRST_NAMES = _VOCABULARY.first_names
+_OPENERS = _VOCABULARY.openers
+_ASPECT_SENTENCES = _VOCABULARY.aspect_sentences
+_CLOSERS = _VOCABULARY.closers
+_SUMMARIES = _VOCABULARY.summaries
+_RATING_PROBS = _VOCABULARY.rating_probs
 
 
 @dataclass
