@@ -7,15 +7,16 @@
 
 The model and the data are rebuilt from the hyperparameters stored in the checkpoint; the options below
 override what may differ on another machine (paths) or in another protocol (seen-item masking). The code is
-:mod:`sracl_lightning.evaluate`; this file only runs it.
+:mod:`sracl_lightning.training.evaluate`; this file only runs it.
 """
 
 from __future__ import annotations
 
-from sracl_lightning.evaluate import cli, evaluate
+from sracl_lightning.training.evaluate import cli, evaluate
 
 __all__ = ["evaluate"]
 
 if __name__ == "__main__":
-    # run_cli(auto_cli(evaluate, ...)) with one-line errors (sracl_lightning.cli_errors), then the process group shut
+    # run_cli(auto_cli(evaluate, ...)) with one-line errors (sracl_lightning.training.cli_errors), then the process
+    # group shut down.
     cli()

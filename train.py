@@ -8,13 +8,13 @@
 
 ``--help`` lists every argument; configs/default.yaml is always loaded first. A bad argument or bad data is
 reported as one ``error: ...`` line (exit code 2 for an argument, 1 for data); ``SRACL_DEBUG=1`` shows the traceback.
-The code is :mod:`sracl_lightning.train`; this file only runs it.
+The code is :mod:`sracl_lightning.training.train`; this file only runs it.
 """
 
 from __future__ import annotations
 
-from sracl_lightning.cli_errors import run_cli
-from sracl_lightning.train import main
+from sracl_lightning.training.cli_errors import run_cli
+from sracl_lightning.training.train import main
 
 __all__ = ["main"]
 

@@ -34,7 +34,7 @@ import common  # noqa: E402
 
 # --------------------------------------------------------------------------------------------------- workers
 def _load_data(args):
-    from sracl_lightning.datamodule import SeqRecDataModule
+    from sracl_lightning.training.datamodule import SeqRecDataModule
 
     dataset, fmt = common.dataset_source(args)
     data = SeqRecDataModule(dataset=dataset, source_format=fmt, source_root=args.source_root,
@@ -91,11 +91,11 @@ def worker_project_train(args) -> dict:
     import lightning as L
     import torch
 
-    from sracl_lightning.module import SRACLModule
+    from sracl_lightning.methods.module import SRACLModule
 
     data = _load_data(args)
     torch.manual_seed(0)
-    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, user_cl_weight=0.0, item_cl_weight=0.0)
+    model = SRACLModule(num_items=data.num_items, max_len=data.max_len)
     total = args.warmup + args.steps
 
     class StepTimer(L.Callback):
@@ -143,10 +143,10 @@ def worker_project_rank(args) -> dict:
     """trainer.test over every user: windows, SASRec forward, fp32 scores, metric update."""
     import lightning as L
 
-    from sracl_lightning.module import SRACLModule
+    from sracl_lightning.methods.module import SRACLModule
 
     data = _load_data(args)
-    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, user_cl_weight=0.0, item_cl_weight=0.0)
+    model = SRACLModule(num_items=data.num_items, max_len=data.max_len)
     trainer = L.Trainer(accelerator=args.accelerator, devices=1, precision=args.precision, logger=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.test(model, datamodule=data, verbose=False)  # warm-up

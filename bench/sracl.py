@@ -4,10 +4,11 @@ Modes, each timed in its own subprocess (so peak RSS is per mode) with the real 
 ``lightning.Trainer`` (a semantic profile built by ``data/semantic.py``):
 
 * ``backbone``: SASRec with α = β = 0 (the "w/o CL" row);
-* ``faithful``: :class:`SRACLModule` with α = β = 0.1: the K = 10 neighbour windows encoded with gradient every
-  step and a second anchor pass, as the released code (about 14 encoder passes per sample);
-* ``memory_bank``: :class:`MemoryBankSRACL`: neighbour representations from a no-grad bank; its per-epoch bank
-  rebuild is measured and added to the epoch time.
+* ``faithful``: SRA-CL (α = β = 0.1) with L_CS's neighbours from :class:`EncodedNeighbours`: the K = 10 neighbour
+  windows encoded with gradient every step and a second anchor pass, as the released code (about 14 encoder passes
+  per sample);
+* ``memory_bank``: the same with :class:`MemoryBank`: neighbour representations from a no-grad bank; its per-epoch
+  bank rebuild is measured and added to the epoch time.
 
 Times are measured over ``--steps`` steps after ``--warmup`` and scaled to one epoch. Loading the semantic tables
 is timed too. Results: ``bench/results/sracl-<dataset>.json`` and a Markdown table beside it.
@@ -27,25 +28,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported by path
 import common  # noqa: E402
 
-MODES = {  # mode -> (class path, CL weights, default measured steps)
-    "backbone": ("sracl_lightning.module.SRACLModule", 0.0, 100),
-    "faithful": ("sracl_lightning.module.SRACLModule", 0.1, 12),
-    "memory_bank": ("sracl_lightning.memory_bank.MemoryBankSRACL", 0.1, 60),
+MODES = {  # mode -> (L_CS's neighbour source, None for the backbone alone; default measured steps)
+    "backbone": (None, 100),
+    "faithful": ("EncodedNeighbours", 12),
+    "memory_bank": ("MemoryBank", 60),
 }
 
 
 def worker(args) -> dict:
-    import importlib
+    from functools import partial
 
     import lightning as L
     import torch
 
-    from sracl_lightning.datamodule import SeqRecDataModule
+    import sracl_lightning
+    from sracl_lightning.training.datamodule import SeqRecDataModule
 
-    class_path, weight, default_steps = MODES[args.worker]
+    neighbours, default_steps = MODES[args.worker]
     steps = args.steps or default_steps
     dataset, fmt = common.dataset_source(args)
-    profile = args.profile if weight > 0 else None
+    profile = args.profile if neighbours else None
     data = SeqRecDataModule(dataset=dataset, source_format=fmt, source_root=args.source_root,
                             data_root=args.data_root, batch_size=args.batch_size, semantic_profile=profile,
                             num_neighbours=args.k if profile else None)
@@ -54,11 +56,14 @@ def worker(args) -> dict:
     data.setup("fit")
     load_s = time.perf_counter() - start  # windows, plus the semantic tables when a profile is set
 
-    module_path, class_name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module_path), class_name)
+    objectives = {}
+    if neighbours:  # SRA-CL as configs/sracl/*.yaml, in this cost mode
+        objectives = {"user_contrast": partial(sracl_lightning.UserContrast, weight=0.1,
+                                               neighbours=getattr(sracl_lightning, neighbours)),
+                      "item_contrast": partial(sracl_lightning.ViewContrast, weight=0.1)}
     torch.manual_seed(0)
-    model = cls(num_items=data.num_items, max_len=data.max_len, user_cl_weight=weight, item_cl_weight=weight,
-                semantic_dim=data.semantic_dim)
+    model = sracl_lightning.SRACLModule(num_items=data.num_items, max_len=data.max_len,
+                                        semantic_dim=data.semantic_dim, **objectives)
     total = args.warmup + steps
 
     class Timer(L.Callback):

@@ -23,10 +23,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from sracl_lightning import processed
-from sracl_lightning.catalog import CATALOG, READERS, infer_item_text_kind, resolve_source
-from sracl_lightning.item_text import TEXT_READERS, ItemTextSource, format_item_text_stats
-from sracl_lightning.sequences import DataFormatError, format_stats
+from sracl_lightning.datasets import processed
+from sracl_lightning.datasets.catalog import CATALOG, READERS, infer_item_text_kind, resolve_source
+from sracl_lightning.datasets.item_text import TEXT_READERS, ItemTextSource, format_item_text_stats
+from sracl_lightning.datasets.sequences import DataFormatError, format_stats
 
 
 def _one_line(err: BaseException) -> str:

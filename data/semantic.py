@@ -7,15 +7,15 @@
 
 Everything is cached under ``<data_root>/<name>/semantic/<profile>/``; a rerun reuses what is up to date and
 rebuilds only what a changed input or setting affects. ``--help`` lists every option. Installed: ``sracl-semantic``;
-the code is :mod:`sracl_lightning.semantic_cli`, this file only runs it.
+the code is :mod:`sracl_lightning.training.semantic_cli`, this file only runs it.
 """
 
 from __future__ import annotations
 
 import sys
 
-from sracl_lightning import semantic_cli
-from sracl_lightning.semantic import SemanticStage
+from sracl_lightning.semantic.stage import SemanticStage
+from sracl_lightning.training import semantic_cli
 
 
 def build_stage(argv: list[str] | None = None) -> SemanticStage:

@@ -7,7 +7,7 @@ script              what                                        in a checkout
 ``sracl-evaluate``  evaluate a checkpoint                       ``python evaluate.py``
 ``sracl-semantic``  the semantic stage (neighbour pools)        ``python data/semantic.py``
 ``sracl-tables``    the table runner (seeds, resume, tables)    ``python -m sracl_lightning.runner``
-``sracl-recommend`` top-k recommendations from a checkpoint     ``python -m sracl_lightning.recommend``
+``sracl-recommend`` top-k recommendations from a checkpoint     ``python -m sracl_lightning.serving.recommend``
 ==================  ==========================================  =====================================
 
 Each imports only what its command needs.
@@ -17,19 +17,19 @@ from __future__ import annotations
 
 
 def train() -> None:
-    from sracl_lightning.train import cli
+    from sracl_lightning.training.train import cli
 
     cli()
 
 
 def evaluate() -> None:
-    from sracl_lightning.evaluate import cli
+    from sracl_lightning.training.evaluate import cli
 
     cli()
 
 
 def semantic() -> None:
-    from sracl_lightning.semantic_cli import cli
+    from sracl_lightning.training.semantic_cli import cli
 
     cli()
 
@@ -44,11 +44,11 @@ def tables() -> None:
 
 
 def recommend() -> None:
-    """``python -m sracl_lightning.recommend``: results on stdout, logs on stderr, one-line errors."""
+    """``python -m sracl_lightning.serving.recommend``: results on stdout, logs on stderr, one-line errors."""
     from jsonargparse import auto_cli
 
-    from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
-    from sracl_lightning.recommend import logs_to_stderr, main
+    from sracl_lightning.serving.recommend import logs_to_stderr, main
+    from sracl_lightning.training.cli_errors import OneLineArgumentParser, run_cli
 
     logs_to_stderr()
     run_cli(lambda: auto_cli(main, as_positional=True, parser_class=OneLineArgumentParser))

@@ -3,9 +3,9 @@
 * :class:`UsageError`: a bad command-line argument or argument value; the entry points exit with 2;
 * :class:`InvalidArgumentError`: a value outside what an argument allows, ``got <value>: <argument> must be ...``;
 * :class:`DataMismatchError`: a model or cached artefact used with other data than it was built on (exit 1);
-* :class:`~sracl_lightning.sequences.DataFormatError`: bad input data, with the file and line (exit 1).
+* :class:`~sracl_lightning.datasets.sequences.DataFormatError`: bad input data, with the file and line (exit 1).
 
-:mod:`sracl_lightning.cli_errors` prints them as one line at the command line.
+:mod:`sracl_lightning.training.cli_errors` prints them as one line at the command line.
 """
 
 from __future__ import annotations

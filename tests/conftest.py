@@ -20,15 +20,13 @@ from types import ModuleType
 import pytest
 import torch
 
-from sracl_lightning.batch import SeqBatch
+from sracl_lightning.datasets.batch import SeqBatch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 TIERS = ("unit", "integration")
 
-
-@pytest.hookimpl(tryfirst=True)
 
 @contextmanager
 def intra_op_threads(count: int) -> Iterator[None]:
@@ -40,6 +38,7 @@ def intra_op_threads(count: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Refuse the run when a collected test has no tier marker or more than one."""
     wrong = []
@@ -123,7 +122,7 @@ def semantic_data_root(tmp_path_factory: pytest.TempPathFactory, synthetic_revie
     ``minilm_nollm`` (items embedded with the real MiniLM) and ``cooccurrence`` (16-d), both with ``item_mean``
     user prefixes and pools of 10. Tests read it (train, instantiate configs) and must not write profiles into it.
     """
-    from sracl_lightning.semantic import SemanticStage
+    from sracl_lightning.semantic.stage import SemanticStage
 
     data_root = str(tmp_path_factory.mktemp("profiles") / "processed")
     for profile, item_source in (("minilm_nollm", "text"), ("cooccurrence", "cooccurrence")):
@@ -165,3 +164,18 @@ def item_table(generator: torch.Generator) -> torch.Tensor:
     table = (torch.arange(n + 1)[:, None] + torch.randint(1, n, (n + 1, k), generator=generator)) % n + 1
     table[0] = -1
     return table
+
+
+def toy_samples(users: dict[str, list[int]], num_items: int, max_len: int, split: str = "train"):
+    """The :class:`~sracl_lightning.datasets.samples.SequenceSamples` of ``split`` over ``users``' sequences
+    (items 1..``num_items``, user after user, in the dict's order), as the DataModule builds them."""
+    import numpy as np
+
+    from sracl_lightning.datasets.samples import SequenceSamples
+    from sracl_lightning.datasets.sequences import Sequences
+
+    lengths = [len(s) for s in users.values()]
+    sequences = Sequences(items=np.concatenate([np.array(s, dtype=np.int32) for s in users.values()]),
+                          offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                          user_tokens=list(users), item_tokens=[None, *map(str, range(1, num_items + 1))])
+    return SequenceSamples(sequences, split, max_len)

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
-from sracl_lightning.item_text import (
+from sracl_lightning.datasets.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
+from sracl_lightning.datasets.item_text import (
     empty_record,
     read_amazon_meta,
     read_items_jsonl,
     read_recbole_item,
     read_yelp_business,
 )
-from sracl_lightning.sequence_files import read_s3rec, read_sracl
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.datasets.sequence_files import read_s3rec, read_sracl
+from sracl_lightning.datasets.sequences import DataFormatError
 
 pytestmark = pytest.mark.unit
 

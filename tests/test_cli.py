@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sracl_lightning.cli import SRACLCLI
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.training.cli import SRACLCLI
 from tests.conftest import REPO_ROOT, SHARED_DATA, load_script, run_train, tiny_args
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from jsonargparse import ArgumentError
 
-from sracl_lightning.cli import SRACLCLI
-from sracl_lightning.cli_errors import concise_parse_error
 from sracl_lightning.errors import InvalidArgumentError
+from sracl_lightning.training.cli import SRACLCLI
+from sracl_lightning.training.cli_errors import concise_parse_error
 from tests.conftest import REPO_ROOT
 
 
@@ -42,11 +42,14 @@ def write_inter(path: Path, users: int = 4, items: int = 6) -> Path:
 
 
 BAD_YAML = "data:\n  batch_size: [1\n"
+#: An objective's weight below 0, given on the command line (the headline case).
+NEGATIVE_WEIGHT = ["--model.init_args.base_objective", "sracl_lightning.DuoRecContrast",
+                   "--model.init_args.base_objective.init_args.weight", "-1"]
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(("extra", "code", "expected"), [
-    (["--model.init_args.user_cl_weight", "-1"], 2, "model.init_args.user_cl_weight must be >= 0"),
+    (NEGATIVE_WEIGHT, 2, "model.init_args.base_objective: DuoRecContrast.weight must be >= 0"),
     (["--model.init_args.nope", "1"], 2, "model.init_args.nope: unknown argument"),
     (["--data.batch_size", "abc"], 2, "data.batch_size: expected int, got 'abc'"),
     (["--model.init_args.encoder.init_args.hidden_size", "x"], 2,
@@ -75,13 +78,13 @@ def test_train_reports_one_line(extra, code, expected, synthetic_reviews, tmp_pa
 
 @pytest.mark.integration
 def test_train_subprocess_prints_one_line(synthetic_reviews, tmp_path) -> None:
-    """The headline case end to end: ``python train.py --model.init_args.user_cl_weight -1``."""
-    command = [sys.executable, str(REPO_ROOT / "train.py"), *data_args(synthetic_reviews, tmp_path),
-               "--model.init_args.user_cl_weight", "-1"]
+    """The headline case end to end: ``python train.py ... --model.init_args.base_objective.init_args.weight -1``."""
+    command = [sys.executable, str(REPO_ROOT / "train.py"), *data_args(synthetic_reviews, tmp_path), *NEGATIVE_WEIGHT]
     env = {k: v for k, v in os.environ.items() if k != "SRACL_DEBUG"}
     run = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120)
     assert run.returncode == 2
-    assert run.stderr.splitlines()[-1] == "error: got -1.0: model.init_args.user_cl_weight must be >= 0", run.stderr
+    assert run.stderr.splitlines()[-1] == ("error: got -1.0: model.init_args.base_objective: DuoRecContrast.weight "
+                                           "must be >= 0"), run.stderr
     assert "Traceback" not in run.stderr and "Namespace(" not in run.stderr
 
 
@@ -89,7 +92,7 @@ def test_train_subprocess_prints_one_line(synthetic_reviews, tmp_path) -> None:
 def test_sracl_debug_raises_instead(synthetic_reviews, tmp_path, monkeypatch) -> None:
     """With SRACL_DEBUG=1 the error propagates (full traceback): the constructor's, and the parser's."""
     monkeypatch.setenv("SRACL_DEBUG", "1")
-    for extra, error in ([["--model.init_args.user_cl_weight", "-1"], InvalidArgumentError],
+    for extra, error in ([NEGATIVE_WEIGHT, InvalidArgumentError],
                          [["--data.batch_size", "abc"], ArgumentError]):
         monkeypatch.setattr(sys, "argv", ["train.py", *data_args(synthetic_reviews, tmp_path), *extra])
         with pytest.raises(error):

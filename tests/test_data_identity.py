@@ -12,12 +12,12 @@ import lightning as L
 import pytest
 import torch
 
-from sracl_lightning import processed
-from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.datasets import processed
+from sracl_lightning.datasets.sequences import DataFormatError
 from sracl_lightning.errors import DataMismatchError, InvalidArgumentError
-from sracl_lightning.recommend import Recommender
-from sracl_lightning.sequences import DataFormatError
-from sracl_lightning.trained import load_run, read_checkpoint
+from sracl_lightning.serving.recommend import Recommender
+from sracl_lightning.training.datamodule import SeqRecDataModule
+from sracl_lightning.training.trained import load_run, read_checkpoint
 from tests.conftest import load_script, run_train, tiny_args
 
 

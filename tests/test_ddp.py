@@ -56,21 +56,34 @@ SRACL_DETERMINISTIC = """\
 # of its global batch: encoder dropout 0, synthesizer dropout 0 (the default), substitution p = 0 (L_IS still runs
 # on two identical views), negatives gathered with gradient across ranks.
 model:
-  class_path: sracl_lightning.memory_bank.MemoryBankSRACL
+  class_path: sracl_lightning.SRACLModule
   init_args:
-    user_cl_weight: 0.1
-    item_cl_weight: 0.1
-    substitution_probability: 0.0
     encoder:
-      class_path: sracl_lightning.sasrec.SASRec
+      class_path: sracl_lightning.SASRec
       init_args: {hidden_size: 16, num_layers: 1, num_heads: 1, inner_size: 32, hidden_dropout: 0.0,
                   attn_dropout: 0.0}
-    user_cl_loss_fn:
-      class_path: sracl_lightning.losses.InfoNCE
-      init_args: {gather_across_ranks: with_grad}
-    item_cl_loss_fn:
-      class_path: sracl_lightning.losses.InfoNCE
-      init_args: {gather_across_ranks: with_grad}
+    user_contrast:
+      class_path: sracl_lightning.UserContrast
+      init_args:
+        weight: 0.1
+        positive:
+          class_path: sracl_lightning.SynthesizedPositive
+          init_args: {dropout: 0.0}
+        neighbours:
+          class_path: sracl_lightning.MemoryBank
+        loss:
+          class_path: sracl_lightning.InfoNCE
+          init_args: {gather_across_ranks: with_grad}
+    item_contrast:
+      class_path: sracl_lightning.ViewContrast
+      init_args:
+        weight: 0.1
+        views:
+          class_path: sracl_lightning.SemanticSubstitution
+          init_args: {probability: 0.0}
+        loss:
+          class_path: sracl_lightning.InfoNCE
+          init_args: {gather_across_ranks: with_grad}
 data:
   semantic_profile: ddp
   num_neighbours: 3
@@ -102,7 +115,7 @@ def test_sracl_one_and_two_processes_train_to_equal_validation_metrics(tmp_path,
     ranks' batches), the same global negatives (gathered with gradient)
     and the same memory bank (anchor rows gathered from every rank), so their weights and validation metrics agree.
     """
-    from sracl_lightning.semantic import SemanticStage
+    from sracl_lightning.semantic.stage import SemanticStage
 
     data_root = tmp_path / "processed"
     SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=str(data_root), profile="ddp",

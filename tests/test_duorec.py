@@ -7,25 +7,27 @@ import json
 import math
 from functools import partial
 
-import numpy as np
 import pytest
 import torch
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.cli import SRACLCLI
-from sracl_lightning.duorec import (
-    DuoRecModule,
-    MemoryBankDuoRec,
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.datasets.samples import SequenceSamples
+from sracl_lightning.methods.duorec import (
+    DuoRecContrast,
     SameTargetInfoNCE,
     SameTargetSampler,
+    SameTargetViews,
     same_target_info_nce,
     same_target_keys,
 )
-from sracl_lightning.losses import InfoNCE, info_nce
-from sracl_lightning.samples import SequenceSamples
-from sracl_lightning.sasrec import SASRec
-from sracl_lightning.sequences import Sequences
-from tests.conftest import REPO_ROOT, load_script, run_train, tiny_args
+from sracl_lightning.methods.losses import InfoNCE, info_nce
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.methods.parts import TrainingContext
+from sracl_lightning.methods.user_contrast import EncodedNeighbours, MemoryBank, UserContrast
+from sracl_lightning.methods.views import SemanticSubstitution, ViewContrast
+from sracl_lightning.models.sasrec import SASRec
+from sracl_lightning.training.cli import SRACLCLI
+from tests.conftest import REPO_ROOT, load_script, run_train, tiny_args, toy_samples
 
 # Training targets (positions s+1 .. e-3): a -> 2 3 4, b -> 2 6 3, c -> 2 1 3 4, d -> 6 5. So targets 2 and 3 have
 # three samples each, 4 and 6 two, 1 and 5 one (their anchors fall back to themselves).
@@ -36,11 +38,7 @@ TINY_SASREC = partial(SASRec, hidden_size=D, num_layers=1, num_heads=1, inner_si
 
 @pytest.fixture(scope="module")
 def samples() -> SequenceSamples:
-    lengths = [len(s) for s in USERS.values()]
-    sequences = Sequences(items=np.concatenate([np.array(s, dtype=np.int32) for s in USERS.values()]),
-                          offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                          user_tokens=list(USERS), item_tokens=[None, *map(str, range(1, N + 1))])
-    return SequenceSamples(sequences, "train", L)
+    return toy_samples(USERS, N, L)
 
 
 def loaded_sampler(samples: SequenceSamples) -> SameTargetSampler:
@@ -62,12 +60,19 @@ def training_batch(samples: SequenceSamples) -> SeqBatch:
     return batch
 
 
-def duorec(samples: SequenceSamples, cls=DuoRecModule, **kwargs) -> DuoRecModule:
-    kwargs = {"user_cl_weight": 0.0, "item_cl_weight": 0.0, **kwargs}
-    semantic_dim = E if kwargs["user_cl_weight"] > 0 else None
-    module = cls(N, L, encoder=TINY_SASREC, semantic_dim=semantic_dim, **kwargs)
-    module.item_neighbours = (torch.arange(N + 1)[:, None] + torch.arange(1, K + 1)) % N + 1  # (N + 1, K)
-    module.same_target.load(samples, N)
+def duorec(samples: SequenceSamples, weight: float = 0.1, sracl: bool = False, neighbours=EncodedNeighbours,
+           **kwargs) -> SRACLModule:
+    """DuoRec (its objective set up on ``samples``), with SRA-CL's two objectives on top if ``sracl``."""
+    slots = {}
+    if sracl:
+        slots = {"user_contrast": partial(UserContrast, weight=0.1, neighbours=neighbours),
+                 "item_contrast": partial(ViewContrast, weight=0.1)}
+    module = SRACLModule(N, L, encoder=TINY_SASREC, semantic_dim=E if sracl else None,
+                         base_objective=partial(DuoRecContrast, weight=weight), **slots, **kwargs)
+    module.objectives["base_objective"].setup(TrainingContext(num_items=N, max_len=L, train_samples=samples))
+    if sracl:
+        module.objectives["item_contrast"].views.item_neighbours = \
+            (torch.arange(N + 1)[:, None] + torch.arange(1, K + 1)) % N + 1  # (N + 1, K)
     return module
 
 
@@ -129,7 +134,9 @@ def test_positive_windows_fall_back_to_the_anchor_and_otherwise_share_its_target
     module = duorec(samples)
     batch = samples.__getitems__(list(range(len(samples))))
     targets = batch.target
-    windows = module.same_target_windows(batch)  # (S, L)
+    views = module.objectives["base_objective"].views
+    assert isinstance(views, SameTargetViews)
+    windows = views.positive_windows(batch)  # (S, L)
     all_windows = samples.input_windows(torch.arange(len(samples)))
     for anchor in range(len(samples)):
         same = [j for j in range(len(samples)) if targets[j] == targets[anchor]]
@@ -140,9 +147,13 @@ def test_positive_windows_fall_back_to_the_anchor_and_otherwise_share_its_target
 
 
 @pytest.mark.unit
-def test_sampling_needs_the_index():
+def test_sampling_needs_the_index(samples):
     with pytest.raises(RuntimeError, match="not loaded"):
         SameTargetSampler(L).sample(torch.tensor([1]), torch.tensor([2]))
+    # DuoRec's objective before setup (outside trainer.fit) has no index either.
+    module = SRACLModule(N, L, encoder=TINY_SASREC, base_objective=DuoRecContrast)
+    with pytest.raises(RuntimeError, match="not loaded"):
+        module.loss_terms(samples.__getitems__([0, 1]))
 
 
 # ------------------------------------------------------------------------------------------------- loss
@@ -223,54 +234,64 @@ def test_loss_is_float32_and_finite_from_bf16():
 
 # ----------------------------------------------------------------------------------------------- module
 @pytest.mark.unit
-@pytest.mark.parametrize("cls", [DuoRecModule, MemoryBankDuoRec], ids=["faithful", "memory_bank"])
-def test_every_parameter_gets_a_gradient_with_sracl_on_top(samples, cls):
+@pytest.mark.parametrize("neighbours", [EncodedNeighbours, MemoryBank], ids=["faithful", "memory_bank"])
+def test_every_parameter_gets_a_gradient_with_sracl_on_top(samples, neighbours):
     torch.manual_seed(0)
-    module = duorec(samples, cls, user_cl_weight=0.1, item_cl_weight=0.1)
+    module = duorec(samples, sracl=True, neighbours=neighbours)
     batch = training_batch(samples)
-    if cls is MemoryBankDuoRec:
-        module.bank = torch.randn(len(samples), D)
-        before = module.bank.clone()
+    source = module.objectives["user_contrast"].neighbours
+    assert type(source) is neighbours
+    if neighbours is MemoryBank:
+        source.bank = torch.randn(len(samples), D)
+        before = source.bank.clone()
     terms = module.loss_terms(batch)
     assert set(terms) == {"rec", "user_cl", "item_cl", "duorec"} and all(torch.isfinite(t) for t in terms.values())
+    loss = module.protocol()["loss"]
+    assert "L_DuoRec" in loss and "L_CS" in loss and "L_IS" in loss
     sum(terms.values()).backward()
     missing = [name for name, p in module.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"no gradient reaches {missing}"
-    if cls is MemoryBankDuoRec:
-        assert not torch.equal(module.bank, before), "the anchors' bank rows were not refreshed"
+    assert any(name.startswith("objectives.user_contrast.positive.synthesizer.") for name, _ in
+               module.named_parameters())
+    if neighbours is MemoryBank:
+        assert not torch.equal(source.bank, before), "the anchors' bank rows were not refreshed"
 
 
 @pytest.mark.unit
 def test_duorec_alone_needs_no_semantics_and_its_term_is_weighted(samples):
     batch = samples.__getitems__(list(range(len(samples))))
     torch.manual_seed(0)
-    base = duorec(samples, duorec_weight=1.0).eval()  # eval: no dropout, so both modules see equal passes
-    assert base.synthesizer is None
-    half = duorec(samples, duorec_weight=0.5).eval()
+    base = duorec(samples, weight=1.0).eval()  # eval: no dropout, so both modules see equal passes
+    assert set(base.objectives) == {"base_objective"}
+    assert all(name.startswith("encoder.") for name, _ in base.named_parameters()), "DuoRec adds no parameters"
+    half = duorec(samples, weight=0.5).eval()
     half.load_state_dict(base.state_dict())
     torch.manual_seed(3)
     full_terms = base.loss_terms(batch)
     torch.manual_seed(3)
     half_terms = half.loss_terms(batch)
     assert set(full_terms) == {"rec", "duorec"}
+    assert torch.allclose(half_terms["rec"], full_terms["rec"])
     assert torch.allclose(half_terms["duorec"], 0.5 * full_terms["duorec"])
-    assert set(DuoRecModule(N, L, duorec_weight=0.0, user_cl_weight=0.0, item_cl_weight=0.0)
-               .loss_terms(batch)) == {"rec"}, "λ = 0 is SASRec alone and needs no index"
-    with pytest.raises(ValueError, match="duorec_weight"):
-        DuoRecModule(N, L, duorec_weight=-1.0, user_cl_weight=0.0, item_cl_weight=0.0)
+    # λ = 0 is SASRec alone and needs no index (the unloaded sampler would raise if it were computed).
+    off = SRACLModule(N, L, base_objective=partial(DuoRecContrast, weight=0.0))
+    assert set(off.loss_terms(batch)) == {"rec"} and "L_DuoRec" not in off.protocol()["loss"]
+    with pytest.raises(ValueError, match="DuoRecContrast.weight"):
+        SRACLModule(N, L, base_objective=partial(DuoRecContrast, weight=-1.0))
 
 
 @pytest.mark.unit
 def test_one_batch_overfits(samples):
     torch.manual_seed(0)
-    module = DuoRecModule(N, L, encoder=partial(TINY_SASREC, hidden_dropout=0.1, attn_dropout=0.1),
-                          optimizer=partial(torch.optim.Adam, lr=1e-2), user_cl_weight=0.0, item_cl_weight=0.0)
-    module.same_target.load(samples, N)
+    module = SRACLModule(N, L, encoder=partial(TINY_SASREC, hidden_dropout=0.1, attn_dropout=0.1),
+                         optimizer=partial(torch.optim.Adam, lr=1e-2), base_objective=DuoRecContrast)
+    module.objectives["base_objective"].setup(TrainingContext(num_items=N, max_len=L, train_samples=samples))
     batch = samples.__getitems__(list(range(len(samples))))  # 12 samples, 9 items: dropout 0.5 would not fit it
     optimizer = module.configure_optimizers()
     first = None
     for _ in range(150):
         terms = module.loss_terms(batch)
+        assert set(terms) == {"rec", "duorec"}
         first = first if first is not None else terms["rec"].item()
         optimizer.zero_grad()
         sum(terms.values()).backward()
@@ -286,15 +307,22 @@ def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(tmp_path, synt
     run_train(args)
     run = next((tmp_path / "runs").rglob("test_metrics.json"))
     results = json.loads(run.read_text())
-    assert "L_DuoRec" in results["protocol"]["loss"] and results["protocol"]["backbone"] == "DuoRec"
+    assert "L_DuoRec" in results["protocol"]["loss"] and "L_CS" not in results["protocol"]["loss"]
+    assert results["protocol"]["encoder"] == "SASRec"
     header = next((run.parent.parent / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
     assert "train/duorec_loss_epoch" in header and "train/user_cl_loss_epoch" not in header
 
     checkpoint = torch.load(next(run.parent.rglob("last.ckpt")), weights_only=True)
-    assert checkpoint["hyper_parameters"]["duorec_weight"] == 0.1
-    assert not any(key.startswith("same_target.") for key in checkpoint["state_dict"]), "index must not be saved"
-    restored = DuoRecModule.load_from_checkpoint(results["checkpoint"], map_location="cpu")
-    assert restored.duorec_weight == 0.1 and not restored.same_target.loaded
+    hparams = checkpoint["hyper_parameters"]
+    assert hparams["base_objective"]["class_path"] == "sracl_lightning.DuoRecContrast"
+    assert hparams["base_objective"]["init_args"]["weight"] == 0.1
+    assert hparams["user_contrast"] is None and hparams["item_contrast"] is None
+    # The same-target index is frozen data (non-persistent buffers): the state dict is the encoder's alone.
+    assert all(key.startswith("encoder.") for key in checkpoint["state_dict"]), "index must not be saved"
+    restored = SRACLModule.load_from_checkpoint(results["checkpoint"], map_location="cpu")
+    duorec_term = restored.objectives["base_objective"]
+    assert type(duorec_term) is DuoRecContrast and duorec_term.weight == 0.1
+    assert not duorec_term.views.same_target.loaded
 
     # evaluate.py restores a DuoRec checkpoint (as an SRACLModule: inference is the backbone alone).
     evaluated = load_script("evaluate").evaluate(results["checkpoint"], output_dir=str(tmp_path / "eval"),
@@ -304,22 +332,31 @@ def test_duorec_trains_through_the_cli_and_checkpoints_stay_small(tmp_path, synt
 
 @pytest.mark.integration
 def test_duorec_with_sracl_overlay_instantiates_and_trains(tmp_path, synthetic_reviews, semantic_data_root):
+    """"DuoRec + SRA-CL" (Fig. 3): configs/duorec.yaml, then a dataset's SRA-CL config."""
     data_root = semantic_data_root  # the minilm_nollm profile (item_mean, pool 10), built once per session
     configs = ["--config", str(REPO_ROOT / "configs" / "duorec.yaml"),
-               "--config", str(REPO_ROOT / "configs" / "sracl" / "duorec.yaml")]
-    text = (REPO_ROOT / "configs" / "sracl" / "duorec.yaml").read_text()
-    assert text.startswith("#") and "python train.py" in text and "Fig. 3" in text
-    cli = SRACLCLI(args=[*configs, "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
-                         "--data.data_root", str(data_root), "--trainer.default_root_dir", str(tmp_path / "cli")])
+               "--config", str(REPO_ROOT / "configs" / "sracl" / "beauty.yaml")]
+    text = (REPO_ROOT / "configs" / "duorec.yaml").read_text()
+    assert text.startswith("#") and "Fig. 3" in text and "--config configs/duorec.yaml --config configs/sracl/" in text
+    assert not (REPO_ROOT / "configs" / "sracl" / "duorec.yaml").exists()
+    data_args = ["--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
+                 "--data.data_root", str(data_root)]
+    cli = SRACLCLI(args=[*configs, *data_args, "--trainer.default_root_dir", str(tmp_path / "cli")])
     model, data = cli.model, cli.datamodule
-    assert type(model) is MemoryBankDuoRec
-    assert (model.user_cl_weight, model.item_cl_weight, model.duorec_weight) == (0.1, 0.1, 0.1)
+    assert type(model) is SRACLModule
+    assert set(model.objectives) == {"user_contrast", "item_contrast", "base_objective"}
+    assert type(model.objectives["base_objective"]) is DuoRecContrast
+    assert type(model.objectives["user_contrast"].neighbours) is MemoryBank
+    assert type(model.objectives["item_contrast"].views) is SemanticSubstitution
+    assert all(objective.weight == 0.1 for objective in model.objectives.values())
     assert model.hparams.semantic_dim == data.semantic_dim == 384 and data.num_neighbours == 10
-    # The faithful cost mode: a class_path switch keeps every other setting.
-    faithful = SRACLCLI(args=[*configs, "--model.class_path", "sracl_lightning.duorec.DuoRecModule",
-                              "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
-                              "--data.data_root", str(data_root)]).model
-    assert type(faithful) is DuoRecModule and faithful.user_cl_weight == faithful.duorec_weight == 0.1
+    # The faithful cost mode: switching the neighbour source keeps every other setting.
+    faithful = SRACLCLI(args=[*configs, "--model.init_args.user_contrast.init_args.neighbours",
+                              "sracl_lightning.EncodedNeighbours", *data_args,
+                              "--trainer.default_root_dir", str(tmp_path / "cli")]).model
+    assert type(faithful.objectives["user_contrast"].neighbours) is EncodedNeighbours
+    assert type(faithful.objectives["base_objective"]) is DuoRecContrast
+    assert faithful.objectives["user_contrast"].weight == faithful.objectives["base_objective"].weight == 0.1
 
     run_train(tiny_args(synthetic_reviews, tmp_path, *configs, "--trainer.max_epochs", "1",
                         "--data.data_root", data_root))

@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from jsonargparse import ArgumentParser
 from torch import Tensor
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.encoder import SequenceEncoder
-from sracl_lightning.gru4rec import GRU4Rec
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.sasrec import SASRec
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.gru4rec import GRU4Rec
+from sracl_lightning.models.sasrec import SASRec
 from tests.conftest import left_padded as pad
 
 pytestmark = pytest.mark.unit
@@ -90,7 +90,7 @@ def test_mask_is_never_ranked(name: str) -> None:
     torch.testing.assert_close(module.item_scores(h), scores)
     batch = SeqBatch(input_ids=ids, target=torch.tensor([4, 5, NUM_ITEMS]), position=torch.arange(3),
                      user=torch.arange(3))
-    loss = module.rec_loss(batch, h)  # classes are items 1..N only
+    loss = module.rec_loss(batch, h, module.encoder)  # classes are items 1..N only
     torch.testing.assert_close(loss, F.cross_entropy(scores, batch.target - 1))
 
 
@@ -160,7 +160,7 @@ def test_config_gives_a_mask_token() -> None:
     """The encoder of a YAML config (``init_args: {extra_tokens: [mask]}``) builds with the token."""
     parser = ArgumentParser()
     parser.add_argument("--encoder", type=Callable[[int, int], SequenceEncoder])
-    config = parser.parse_string("encoder:\n  class_path: sracl_lightning.sasrec.SASRec\n"
+    config = parser.parse_string("encoder:\n  class_path: sracl_lightning.models.sasrec.SASRec\n"
                                  "  init_args: {hidden_size: 16, num_heads: 2, extra_tokens: [mask]}\n")
     encoder = parser.instantiate(config).encoder(NUM_ITEMS, MAX_LEN)
     assert isinstance(encoder, SASRec) and encoder.token_id("mask") == MASK

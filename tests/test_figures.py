@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.experiments.figures import curves, metrics_by_length, sensitivity, sparse
 from sracl_lightning.experiments.tables import RunResult, summarize, to_csv
-from sracl_lightning.figures import curves, metrics_by_length, sensitivity, sparse
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.training.datamodule import SeqRecDataModule
 from tests.conftest import run_train, tiny_args
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

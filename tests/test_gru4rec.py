@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.gru4rec import GRU4Rec, left_align
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.models.gru4rec import GRU4Rec, left_align
 from tests.conftest import REPO_ROOT, run_train, tiny_args
 from tests.conftest import left_padded as pad
 
@@ -130,8 +130,8 @@ def test_every_parameter_gets_a_gradient() -> None:
 def test_module_with_gru4rec_overfits_one_batch() -> None:
     torch.manual_seed(0)
     encoder = partial(GRU4Rec, hidden_size=16, gru_hidden_size=32, embedding_dropout=0.0)
-    module = SRACLModule(NUM_ITEMS, MAX_LEN, encoder=encoder, optimizer=partial(torch.optim.Adam, lr=1e-2),
-                         user_cl_weight=0.0, item_cl_weight=0.0)  # the backbone alone
+    module = SRACLModule(NUM_ITEMS, MAX_LEN, encoder=encoder, optimizer=partial(torch.optim.Adam, lr=1e-2))
+    assert not module.objectives  # the backbone alone
     assert isinstance(module.encoder, GRU4Rec)
     generator = torch.Generator().manual_seed(1)
     batch = SeqBatch(input_ids=torch.randint(1, NUM_ITEMS + 1, (16, MAX_LEN), generator=generator),

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from sracl_lightning import resources
-from sracl_lightning.datamodule import SeqRecDataModule
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.prompts import shipped_template
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.semantic.prompts import shipped_template
+from sracl_lightning.training.datamodule import SeqRecDataModule
 from tests.conftest import REPO_ROOT
 
 CONFIGS = REPO_ROOT / "configs"
@@ -62,12 +62,12 @@ def assert_same_defaults(where: str, cls: type, values: dict) -> None:
 @pytest.mark.unit
 def test_constructor_defaults_are_those_of_default_yaml():
     config = yaml.safe_load((CONFIGS / "default.yaml").read_text())
-    assert config["model"]["class_path"] == "sracl_lightning.module.SRACLModule"
+    assert config["model"]["class_path"] == "sracl_lightning.SRACLModule"
     assert_same_defaults("model.init_args", SRACLModule, config["model"]["init_args"])
     assert_same_defaults("data", SeqRecDataModule, config["data"])
     # The values the issue was about, spelled out: the backbone alone on the embedded synthetic dataset.
     model, data = signature_defaults(SRACLModule), signature_defaults(SeqRecDataModule)
-    assert model["user_cl_weight"] == model["item_cl_weight"] == 0.0
+    assert model["user_contrast"] is model["item_contrast"] is model["base_objective"] is None
     assert data["dataset"] == "data/raw/synthetic/reviews_Synthetic_5.json.gz" and data["source_format"] is None
 
 
@@ -167,5 +167,5 @@ def test_installed_sracl_train_prints_the_checkout_configuration(installed, tmp_
         stdout, stderr = process.communicate(timeout=180)
         assert process.returncode == 0, f"{name}: {stderr[-2000:]}"
         outputs[name] = stdout
-    assert "user_cl_weight: 0.0" in outputs["checkout"] and "callbacks:" in outputs["checkout"]
+    assert "user_contrast: null" in outputs["checkout"] and "callbacks:" in outputs["checkout"]
     assert outputs["installed"] == outputs["checkout"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sracl_lightning import catalog, item_text
-from sracl_lightning.item_text import (
+from sracl_lightning.datasets import catalog, item_text
+from sracl_lightning.datasets.item_text import (
     ItemTextSource,
     empty_record,
     format_item_text_stats,
@@ -20,7 +20,7 @@ from sracl_lightning.item_text import (
     read_yelp_business,
     write_item_text,
 )
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.datasets.sequences import DataFormatError
 from tests.conftest import SHARED_DATA
 
 
@@ -364,8 +364,8 @@ def test_sibling_item_text_of_a_recbole_inter(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_recbole_item_text_end_to_end_through_prepare(tmp_path: Path) -> None:
     """A .inter + .item pair converts with its item text, which the semantic stage's item text is built from."""
-    from sracl_lightning import processed
-    from sracl_lightning.semantic import item_raw_text
+    from sracl_lightning.datasets import processed
+    from sracl_lightning.semantic.stage import item_raw_text
 
     inter = _write(tmp_path / "ml.inter", RECBOLE_INTER)
     _write(tmp_path / "ml.item", RECBOLE_ITEM)
@@ -382,7 +382,7 @@ def test_recbole_item_text_end_to_end_through_prepare(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_item_name_is_the_title_else_the_short_text_id() -> None:
-    from sracl_lightning.item_text import item_name, item_text_id, item_title
+    from sracl_lightning.datasets.item_text import item_name, item_text_id, item_title
 
     sports = {"title": None, "extra": {"idgenrec_text_id": " pocket stove "}}
     assert item_name({"title": "Heat (1995)", "extra": {"idgenrec_text_id": "heat"}}) == "Heat (1995)"

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from sracl_lightning.datamodule import SeqRecDataModule
-from sracl_lightning.metrics import RankingMetrics
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.sasrec import SASRec
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.methods.user_contrast import UserContrast
+from sracl_lightning.methods.views import ViewContrast
+from sracl_lightning.models.metrics import RankingMetrics
+from sracl_lightning.models.sasrec import SASRec
+from sracl_lightning.training.datamodule import SeqRecDataModule
 
 pytestmark = pytest.mark.integration
 
@@ -40,8 +42,7 @@ def test_sasrec_beats_popularity_on_synthetic(tmp_path, synthetic_reviews) -> No
     model = SRACLModule(data.num_items, data.max_len,
                         encoder=lambda n, length: SASRec(n, length, hidden_size=32, hidden_dropout=0.2,
                                                          attn_dropout=0.2),
-                        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3),
-                        user_cl_weight=0.0, item_cl_weight=0.0)  # the backbone alone
+                        optimizer=lambda params: torch.optim.Adam(params, lr=3e-3))  # the backbone alone
     trainer = L.Trainer(accelerator="cpu", max_epochs=12, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, datamodule=data)
@@ -73,8 +74,7 @@ def train_to_early_stop(model: SRACLModule, data: SeqRecDataModule, tmp_path, na
 def test_sracl_beats_backbone_alone_on_synthetic(tmp_path, synthetic_reviews) -> None:
     from functools import partial
 
-    from sracl_lightning.memory_bank import MemoryBankSRACL
-    from sracl_lightning.semantic import SemanticStage
+    from sracl_lightning.semantic.stage import SemanticStage
 
     data_root = str(tmp_path / "processed")
     SemanticStage(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root, profile="check",
@@ -85,9 +85,10 @@ def test_sracl_beats_backbone_alone_on_synthetic(tmp_path, synthetic_reviews) ->
         data = SeqRecDataModule(dataset=str(synthetic_reviews), source_format="amazon", data_root=data_root,
                                 batch_size=64, eval_batch_size=512, semantic_profile="check" if weight else None,
                                 num_neighbours=10 if weight else None)
-        model = MemoryBankSRACL(data.num_items, data.max_len, encoder=partial(SASRec, hidden_size=32),
-                                user_cl_weight=weight, item_cl_weight=weight,
-                                semantic_dim=data.semantic_dim if weight else None)
+        objectives = {"user_contrast": partial(UserContrast, weight=weight),  # memory bank, as configs/sracl/
+                      "item_contrast": partial(ViewContrast, weight=weight)} if weight else {}
+        model = SRACLModule(data.num_items, data.max_len, encoder=partial(SASRec, hidden_size=32),
+                            semantic_dim=data.semantic_dim if weight else None, **objectives)
         results[name] = train_to_early_stop(model, data, tmp_path, name.replace("/", ""))
     print({name: {k: round(v, 4) for k, v in r.items() if "@10" in k or "@20" in k} for name, r in results.items()})
     for metric in ("test/hr@20", "test/ndcg@20"):

@@ -24,18 +24,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sracl_lightning.llm import (
+from sracl_lightning.semantic.llm import (
     LLMRateLimitError,
     LLMRequestError,
-    OpenAICompatibleBackend,
     PassthroughBackend,
     ResponseCache,
     SummaryBackend,
-    TransformersBackend,
-    _retry_after,
-    redact_url,
     summarize_with_cache,
 )
+from sracl_lightning.semantic.openai_backend import OpenAICompatibleBackend, _retry_after, redact_url
+from sracl_lightning.semantic.transformers_backend import TransformersBackend
 
 KEY_ENV = "SRACL_TEST_LLM_KEY"
 SECRET = "sk-test-SECRET-0123456789"
@@ -459,7 +457,8 @@ def test_failure_midway_keeps_earlier_responses(server: FakeLLM, tmp_path: Path)
 
 KILLED_RUN = """
 import sys
-from sracl_lightning.llm import OpenAICompatibleBackend, ResponseCache, summarize_with_cache
+from sracl_lightning.semantic.llm import ResponseCache, summarize_with_cache
+from sracl_lightning.semantic.openai_backend import OpenAICompatibleBackend
 url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 requests = [[{"role": "system", "content": "You are a test."}, {"role": "user", "content": f"history {i}"}]
             for i in range(n)]

@@ -6,9 +6,9 @@ import lightning as L
 import pytest
 import torch
 
-from sracl_lightning.datamodule import SeqRecDataModule
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.sasrec import SASRec
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.models.sasrec import SASRec
+from sracl_lightning.training.datamodule import SeqRecDataModule
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def _reduce_calls(synthetic_reviews, tmp_path, steps: int) -> int:
     """How often the strategy's ``reduce`` (the all-reduce under DDP) runs in one epoch of ``steps`` steps."""
     data = SeqRecDataModule(dataset=str(synthetic_reviews), data_root=str(tmp_path / "processed"), batch_size=16)
-    model = SRACLModule(num_items=data.num_items, max_len=20, user_cl_weight=0.0, item_cl_weight=0.0,
+    model = SRACLModule(num_items=data.num_items, max_len=20,
                         encoder=lambda n, length: SASRec(n, length, hidden_size=16, num_layers=1, num_heads=1,
                                                          inner_size=16))
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=steps, limit_val_batches=1,

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from sracl_lightning.losses import InfoNCE, info_nce
+from sracl_lightning.methods.losses import InfoNCE, info_nce
 
 A = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
 P = torch.tensor([[2.0, 1.0], [-1.0, 3.0]])

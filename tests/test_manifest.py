@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sracl_lightning.manifest import (
+from sracl_lightning.datasets.manifest import (
     array_hash,
     is_fresh,
     load_array,

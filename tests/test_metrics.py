@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sracl_lightning.metrics import RankingMetrics, target_ranks
+from sracl_lightning.models.metrics import RankingMetrics, target_ranks
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 faiss = pytest.importorskip("faiss")
 
-from sracl_lightning.neighbours import (  # noqa: E402
+from sracl_lightning.semantic.neighbours import (  # noqa: E402
     ann_recall,
     combine_exclusions,
     leakage_exclusion,

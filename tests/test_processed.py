@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sracl_lightning import catalog, item_text, processed
-from sracl_lightning.sequence_files import read_s3rec
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.datasets import catalog, item_text, processed
+from sracl_lightning.datasets.sequence_files import read_s3rec
+from sracl_lightning.datasets.sequences import DataFormatError
 
 pytestmark = pytest.mark.unit
 

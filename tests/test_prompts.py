@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sracl_lightning.prompts import (
+from sracl_lightning.semantic.prompts import (
     PromptBuilder,
     PromptTemplateError,
     item_context_sequences,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sracl_lightning import interaction_logs
-from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
-from sracl_lightning.sequence_files import read_s3rec, read_sracl
-from sracl_lightning.sequences import DataFormatError, Sequences
+from sracl_lightning.datasets import interaction_logs
+from sracl_lightning.datasets.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
+from sracl_lightning.datasets.sequence_files import read_s3rec, read_sracl
+from sracl_lightning.datasets.sequences import DataFormatError, Sequences
 
 pytestmark = pytest.mark.unit
 
@@ -391,8 +391,8 @@ def test_recbole_trailing_blank_line_is_ignored(tmp_path: Path) -> None:
 
 def test_max_len_below_one_is_rejected(tmp_path: Path) -> None:
     """``max_len=0`` is a ValueError both for SequenceSamples and for SeqRecDataModule."""
-    from sracl_lightning.datamodule import SeqRecDataModule
-    from sracl_lightning.samples import SequenceSamples
+    from sracl_lightning.datasets.samples import SequenceSamples
+    from sracl_lightning.training.datamodule import SeqRecDataModule
 
     path = _write(tmp_path / "toy.txt", ["1 1 2 3 4", "2 2 3 4"])
     seqs = read_s3rec(path)

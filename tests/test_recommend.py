@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from sracl_lightning.datasets.item_text import load_item_text
+from sracl_lightning.datasets.sequences import DataFormatError
 from sracl_lightning.errors import InvalidArgumentError, UsageError
-from sracl_lightning.item_text import load_item_text
-from sracl_lightning.recommend import Recommender, main, read_histories
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.serving.recommend import Recommender, main, read_histories
 from tests.conftest import REPO_ROOT, run_train, tiny_args
 
 pytestmark = pytest.mark.integration
@@ -150,7 +150,8 @@ def test_histories_files_are_checked_line_by_line(checkpoint, recommender, tmp_p
 
 @pytest.fixture
 def cli(monkeypatch, capsys):
-    """Run ``python -m sracl_lightning.recommend ARGS`` in this process: its exit code and stderr's non-log lines."""
+    """Run ``python -m sracl_lightning.serving.recommend ARGS`` in this process: its exit code and stderr's non-log
+    lines."""
     saved = {name: (logger.handlers[:], logger.propagate) for name in ("lightning.pytorch", "lightning.fabric")
              for logger in [logging.getLogger(name)]}
 
@@ -158,7 +159,7 @@ def cli(monkeypatch, capsys):
         monkeypatch.setattr(sys, "argv", ["recommend", *args])
         monkeypatch.delenv("SRACL_DEBUG", raising=False)
         with pytest.raises(SystemExit) as exit_info:
-            runpy.run_module("sracl_lightning.recommend", run_name="__main__")
+            runpy.run_module("sracl_lightning.serving.recommend", run_name="__main__")
         err = capsys.readouterr().err.splitlines()
         return exit_info.value.code, [line for line in err if line.strip() and not line.startswith("[data]")]
 
@@ -168,7 +169,7 @@ def cli(monkeypatch, capsys):
         logging.getLogger(name).propagate = propagate
 
 
-@pytest.mark.filterwarnings("ignore:'sracl_lightning.recommend' found in sys.modules:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:'sracl_lightning.serving.recommend' found in sys.modules:RuntimeWarning")
 def test_cli_errors_are_one_line(checkpoint, recommender, tmp_path, cli) -> None:
     good = ",".join(source_history(recommender, 0))
     broken = tmp_path / "broken.ckpt"
@@ -196,7 +197,7 @@ def test_cli_stdout_is_only_json_even_when_the_root_logger_writes_to_stdout(chec
     history = ",".join(source_history(recommender, 0))
     code = ("import logging, runpy, sys; logging.basicConfig(stream=sys.stdout, level=logging.INFO); "
             f"sys.argv = ['recommend', {checkpoint!r}, '--history', {history!r}, '--k', '3']; "
-            "runpy.run_module('sracl_lightning.recommend', run_name='__main__')")
+            "runpy.run_module('sracl_lightning.serving.recommend', run_name='__main__')")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()

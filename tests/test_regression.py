@@ -6,8 +6,8 @@ What is pinned (all on CPU, float32):
   class ``target - 1``): the losses of the first 3 Adam steps (lr 1e-3) from ``torch.manual_seed(0)``, and the
   target ranks of the model after those steps;
 * the ranking metrics (HR/NDCG/MRR @ 1, 5, 10, 20) of a fixed scoring with ties and excluded items;
-* SRA-CL's InfoNCE (``sracl_lightning/losses.py``) in its four variants on fixed small tensors, with a gradient;
-* the sample synthesizer (``sracl_lightning/synthesizer.py``): its weights and positives from a seeded init.
+* SRA-CL's InfoNCE (``sracl_lightning/methods/losses.py``) in its four variants on fixed small tensors, with a gradient;
+* the sample synthesizer (``sracl_lightning/methods/synthesizer.py``): its weights and positives from a seeded init.
 
 The values are literals, computed once with the code as it was when this file was written (the values do not
 change with the thread count: every check runs at 1 and at 2 intra-op threads). A change that moves one of them
@@ -24,10 +24,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sracl_lightning.losses import InfoNCE, info_nce
-from sracl_lightning.metrics import RankingMetrics, target_ranks
-from sracl_lightning.sasrec import SASRec
-from sracl_lightning.synthesizer import SampleSynthesizer
+from sracl_lightning.methods.losses import InfoNCE, info_nce
+from sracl_lightning.methods.synthesizer import SampleSynthesizer
+from sracl_lightning.models.metrics import RankingMetrics, target_ranks
+from sracl_lightning.models.sasrec import SASRec
 from tests.conftest import intra_op_threads
 
 pytestmark = pytest.mark.unit
@@ -187,14 +187,13 @@ def test_sasrec_first_three_training_losses_and_ranks() -> None:
 
 def test_sasrec_first_loss_is_the_module_rec_loss() -> None:
     """The plain loop's loss is the module's: the pinned first loss also pins ``SRACLModule.rec_loss``."""
-    from sracl_lightning.batch import SeqBatch
-    from sracl_lightning.module import SRACLModule
+    from sracl_lightning.datasets.batch import SeqBatch
+    from sracl_lightning.methods.module import SRACLModule
 
-    module = SRACLModule(NUM_ITEMS, MAX_LEN, encoder=lambda n, length: tiny_sasrec(), user_cl_weight=0.0,
-                         item_cl_weight=0.0)
+    module = SRACLModule(NUM_ITEMS, MAX_LEN, encoder=lambda n, length: tiny_sasrec())
     batch = SeqBatch(INPUT_IDS, TARGETS, torch.arange(len(TARGETS)), torch.arange(len(TARGETS)))
     with torch.no_grad():
-        loss = module.rec_loss(batch, module(INPUT_IDS))
+        loss = module.rec_loss(batch, module(INPUT_IDS), module.encoder)
     assert_pinned(loss.item(), PINNED_SASREC_LOSSES[0])
 
 

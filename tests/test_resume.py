@@ -21,8 +21,8 @@ import lightning as L
 import pytest
 import torch
 
-from sracl_lightning.callbacks import EpochEndCheckpoint, RandomState
-from sracl_lightning.cli import SRACLCLI
+from sracl_lightning.training.callbacks import EpochEndCheckpoint, RandomState
+from sracl_lightning.training.cli import SRACLCLI
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -219,6 +219,6 @@ def test_resume_after_kill_9_reproduces_the_uninterrupted_run(reference, tmp_pat
 def test_rng_callback_survives_a_user_callbacks_list(tmp_path, synthetic_reviews, data_root) -> None:
     args = run_args(synthetic_reviews, data_root, tmp_path / "runs")
     args = [a for a in args if not a.startswith("--trainer.callbacks")]
-    cli = SRACLCLI(args=[*args, "--trainer.callbacks=[{class_path: sracl_lightning.callbacks.EpochTimer}]"])
+    cli = SRACLCLI(args=[*args, "--trainer.callbacks=[{class_path: sracl_lightning.training.callbacks.EpochTimer}]"])
     assert sum(isinstance(c, RandomState) for c in cli.trainer.callbacks) == 1
     assert isinstance(cli.trainer.checkpoint_callback, EpochEndCheckpoint)

@@ -23,8 +23,8 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 # A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's configs (real
-# train.py configs: their model.init_args.item_cl_weight is a bonus on every metric), appends its arguments to
-# calls.jsonl, and fails when a config sets trainer.max_steps to 3.
+# train.py configs: the weight of their model.init_args.base_objective is a bonus on every metric), appends its
+# arguments to calls.jsonl, and fails when a config sets trainer.max_steps to 3.
 FAKE_TRAIN = """\
 import json, sys, time
 from pathlib import Path
@@ -38,7 +38,8 @@ time.sleep(0.3)
 if any(c.get("trainer", {}).get("max_steps") == 3 for c in configs):
     sys.exit(3)
 seed = int(value("--seed_everything"))
-bonus = sum(c.get("model", {}).get("init_args", {}).get("item_cl_weight", 0.0) for c in configs)
+bonus = sum(((c.get("model", {}).get("init_args", {}).get("base_objective") or {}).get("init_args") or {})
+            .get("weight", 0.0) for c in configs)
 out = Path(value("--trainer.default_root_dir")) / "fake" / "version_0"
 out.mkdir(parents=True, exist_ok=True)
 (out / "checkpoints").mkdir(exist_ok=True)
@@ -49,8 +50,9 @@ metrics = {m: 0.1 + bonus + 0.001 * (seed % 7) for m in ("hr@10", "ndcg@10", "hr
 
 
 def _weight(value: float, comment: str = "") -> str:
-    """A train.py config setting β (the fake trainer's bonus)."""
-    return f"{comment}model:\n  init_args:\n    item_cl_weight: {value}\n"
+    """A train.py config setting a base objective's weight (the fake trainer's bonus)."""
+    return (f"{comment}model:\n  init_args:\n    base_objective:\n      class_path: sracl_lightning.DuoRecContrast\n"
+            f"      init_args:\n        weight: {value}\n")
 
 
 @pytest.fixture
@@ -264,7 +266,7 @@ def test_run_key_is_the_resolved_configuration_not_the_file_bytes(project) -> No
     key = plan(spec, seeds=[1], root=project)[1].key
     (project / "cl.yaml").write_text(_weight(0.01, comment="# Table 2, SRA-CL row; a comment fix\n"))
     assert plan(spec, seeds=[1], root=project)[1].key == key
-    (project / "cl.yaml").write_text("model: {init_args: {item_cl_weight: 0.01}}\n")
+    (project / "cl.yaml").write_text(_weight(0.01))
     assert plan(spec, seeds=[1], root=project)[1].key == key
     # The same value now comes from base_toy.yaml; cl.yaml restates a value default.yaml already sets.
     (project / "cl.yaml").write_text("trainer:\n  max_epochs: 100\n")

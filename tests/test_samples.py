@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.samples import (
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.datasets.samples import (
     SequenceSamples,
     collate_batch,
     held_out_positions,
@@ -19,8 +19,8 @@ from sracl_lightning.samples import (
     training_positions,
     training_span,
 )
-from sracl_lightning.sequence_files import read_s3rec
-from sracl_lightning.sequences import Sequences
+from sracl_lightning.datasets.sequence_files import read_s3rec
+from sracl_lightning.datasets.sequences import Sequences
 
 pytestmark = pytest.mark.unit
 

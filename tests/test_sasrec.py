@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sracl_lightning.sasrec import SASRec
+from sracl_lightning.models.sasrec import SASRec
 from tests.conftest import left_padded as pad
 
 pytestmark = pytest.mark.unit

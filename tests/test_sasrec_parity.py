@@ -1,4 +1,4 @@
-"""SASRec parity: ``sracl_lightning/sasrec.py`` against RecBole 1.2's SASRec equations, written out here.
+"""SASRec parity: ``sracl_lightning/models/sasrec.py`` against RecBole 1.2's SASRec equations, written out here.
 
 RecBole is not a dependency, so :class:`RecBoleSASRec` transcribes its ``SASRec.forward`` and
 ``TransformerEncoder`` (``recbole/model/sequential_recommender/sasrec.py``, ``recbole/model/layers.py``) with
@@ -30,7 +30,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sracl_lightning.sasrec import MASK_VALUE, SASRec
+from sracl_lightning.models.sasrec import MASK_VALUE, SASRec
 
 pytestmark = pytest.mark.unit
 
@@ -155,7 +155,7 @@ class RecBoleSASRec(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- helpers
 def project_to_recbole(name: str) -> str:
-    """The RecBole name of a ``sracl_lightning.sasrec.SASRec`` parameter."""
+    """The RecBole name of a ``sracl_lightning.models.sasrec.SASRec`` parameter."""
     for ours, theirs in (("embedding_norm.", "LayerNorm."), ("blocks.", "trm_encoder.layer."),
                          (".attention.norm.", ".multi_head_attention.LayerNorm."),
                          (".attention.", ".multi_head_attention."),

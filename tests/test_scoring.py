@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from sracl_lightning.metrics import target_ranks
-from sracl_lightning.scoring import score_items
+from sracl_lightning.models.metrics import target_ranks
+from sracl_lightning.models.scoring import score_items
 
 pytestmark = pytest.mark.unit
 

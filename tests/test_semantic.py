@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from sracl_lightning import semantic as semantic_module
-from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.datasets.manifest import read_manifest, sequences_key
+from sracl_lightning.datasets.samples import split_positions
+from sracl_lightning.datasets.sequences import Sequences
 from sracl_lightning.errors import DataMismatchError
-from sracl_lightning.llm import SummaryBackend
-from sracl_lightning.manifest import read_manifest, sequences_key
-from sracl_lightning.samples import split_positions
-from sracl_lightning.semantic import SemanticStage, item_raw_text
-from sracl_lightning.semantic_tables import load_semantic_tables
-from sracl_lightning.sequences import Sequences
+from sracl_lightning.semantic import stage as semantic_module
+from sracl_lightning.semantic.llm import SummaryBackend
+from sracl_lightning.semantic.stage import SemanticStage, item_raw_text
+from sracl_lightning.semantic.tables import load_semantic_tables
+from sracl_lightning.training.datamodule import SeqRecDataModule
 from tests.conftest import REPO_ROOT, intra_op_threads, load_script
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sracl_lightning import catalog, processed
-from sracl_lightning.samples import SequenceSamples
-from sracl_lightning.sequence_files import read_s3rec, read_sracl
+from sracl_lightning.datasets import catalog, processed
+from sracl_lightning.datasets.samples import SequenceSamples
+from sracl_lightning.datasets.sequence_files import read_s3rec, read_sracl
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

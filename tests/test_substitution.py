@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sracl_lightning.substitution import check_item_neighbours, substitute_items
+from sracl_lightning.methods.substitution import check_item_neighbours, substitute_items
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sracl_lightning.synthesizer import XAVIER_GAIN, SampleSynthesizer
+from sracl_lightning.methods.synthesizer import XAVIER_GAIN, SampleSynthesizer
 
 pytestmark = pytest.mark.unit
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from sracl_lightning.manifest import read_manifest, texts_hash
-from sracl_lightning.text_embeddings import (
+from sracl_lightning.datasets.manifest import read_manifest, texts_hash
+from sracl_lightning.semantic.text_embeddings import (
     DEFAULT_ENCODER_NAME,
     TextEncoder,
     default_encoder_path,

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sracl_lightning.datasets.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
+from sracl_lightning.datasets.item_text import TEXT_READERS, ItemTextKind, ItemTextSource
+from sracl_lightning.datasets.sequence_files import read_s3rec, read_sracl
+from sracl_lightning.datasets.sequences import Sequences
 from sracl_lightning.errors import UsageError
-from sracl_lightning.interaction_logs import read_amazon_reviews, read_recbole_inter, read_yelp_reviews
-from sracl_lightning.item_text import TEXT_READERS, ItemTextKind, ItemTextSource
-from sracl_lightning.sequence_files import read_s3rec, read_sracl
-from sracl_lightning.sequences import Sequences
 
 SourceFormat = Literal["s3rec", "sracl", "recbole", "amazon", "yelp"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sracl_lightning.sequences import DataFormatError, Sequences
+from sracl_lightning.datasets.sequences import DataFormatError, Sequences
 
 _CHUNK_LINES = 200_000
 

@@ -38,7 +38,7 @@ from typing import Any, Literal, TypedDict
 import polars as pl
 
 from sracl_lightning.atomic import atomic_write
-from sracl_lightning.interaction_logs import (
+from sracl_lightning.datasets.interaction_logs import (
     GZIP_ERRORS,
     check_recbole_tokens,
     gzip_error,
@@ -48,7 +48,7 @@ from sracl_lightning.interaction_logs import (
     read_recbole_frame,
     read_recbole_header,
 )
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.datasets.sequences import DataFormatError
 
 ItemTextKind = Literal["amazon_meta", "items_jsonl", "yelp_business", "recbole_item"]
 
@@ -115,8 +115,8 @@ def item_name(record: Mapping[str, Any] | None) -> str | None:
     """The text that stands for an item: its title, else its short text id (Sports), else ``None``.
 
     The one rule behind every text that names an item: recommendation titles, prompt histories and context
-    sequences (:func:`sracl_lightning.prompts.item_display_text`) and the raw text of the "w/o LLM" ablation
-    (:func:`sracl_lightning.semantic.item_raw_text`).
+    sequences (:func:`sracl_lightning.semantic.prompts.item_display_text`) and the raw text of the "w/o LLM" ablation
+    (:func:`sracl_lightning.semantic.stage.item_raw_text`).
     """
     return item_title(record) or item_text_id(record)
 
@@ -442,8 +442,8 @@ def read_recbole_item(path: str | Path, item_tokens: list[str | None], *,
                       item_field: str = "item_id") -> list[ItemText | None]:
     """Read a RecBole atomic ``.item`` file (tab-separated, ``name:type`` header) for the items of its ``.inter``.
 
-    It is read as :func:`~sracl_lightning.interaction_logs.read_recbole_inter` reads the ``.inter`` file, with the
-    same checks on the item id token. Fields map to the table by name (:data:`RECBOLE_ITEM_FIELDS`):
+    It is read as :func:`~sracl_lightning.datasets.interaction_logs.read_recbole_inter` reads the ``.inter`` file, with
+    the same checks on the item id token. Fields map to the table by name (:data:`RECBOLE_ITEM_FIELDS`):
 
     * ``title``, ``movie_title``, ... -> title; a ``token_seq`` title (MovieLens) is joined back with spaces;
     * ``categories``, ``class``, ``genre``, ... -> categories: a ``token_seq`` splits on spaces as RecBole splits it

@@ -7,7 +7,8 @@ a name (``Beauty/Beauty.txt`` and ``sracl/Beauty.txt``, any two ``ratings.inter`
 * ``items.npy``: ``(T,)`` int32, all interactions, user after user, item ids 1..N;
 * ``offsets.npy``: ``(U + 1,)`` int64, user ``u`` owns ``items[offsets[u]:offsets[u + 1]]``;
 * ``id_map.json``: ``{"users": [...], "items": [null, ...]}``, the source id of every user row and item id;
-* ``item_text.jsonl`` (when the dataset has item text): one record per item 1..N, see :mod:`sracl_lightning.item_text`;
+* ``item_text.jsonl`` (when the dataset has item text): one record per item 1..N, see
+:mod:`sracl_lightning.datasets.item_text`;
 * ``stats.json``: the statistics, the fingerprint of the source it was made from, the sha256, dtype, length and
   value range of each array and the sha256 of the id map (``files``) and, with item text, the fingerprint of the
   text source (``item_text_source``) and its missing-field counts (``item_text_stats``).
@@ -32,10 +33,16 @@ from pathlib import Path
 import numpy as np
 
 from sracl_lightning.atomic import atomic_save_npy, atomic_write_text
-from sracl_lightning.catalog import READERS
-from sracl_lightning.item_text import ITEM_TEXT_FILE, ItemTextSource, item_text_stats, read_item_text, write_item_text
-from sracl_lightning.manifest import array_hash
-from sracl_lightning.sequences import Sequences
+from sracl_lightning.datasets.catalog import READERS
+from sracl_lightning.datasets.item_text import (
+    ITEM_TEXT_FILE,
+    ItemTextSource,
+    item_text_stats,
+    read_item_text,
+    write_item_text,
+)
+from sracl_lightning.datasets.manifest import array_hash
+from sracl_lightning.datasets.sequences import Sequences
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +246,12 @@ def prepare(
     Args:
         name: The dataset's name; the folder under ``data_root`` is :func:`folder_name` of it.
         source: The interaction file.
-        fmt: Its format, a key of :data:`~sracl_lightning.catalog.READERS`.
+        fmt: Its format, a key of :data:`~sracl_lightning.datasets.catalog.READERS`.
         data_root: Where converted datasets live.
         force: Convert even when an up-to-date conversion exists.
         item_text: The item-text source, as an :class:`ItemTextSource` or ``(path, kind)``; see
-            :func:`sracl_lightning.catalog.resolve_source`. When given, ``item_text.jsonl`` is (re)built if it is
-            missing or its source changed; a changed text source alone rebuilds only the text. When ``None``, an
+            :func:`sracl_lightning.datasets.catalog.resolve_source`. When given, ``item_text.jsonl`` is (re)built if it
+            is missing or its source changed; a changed text source alone rebuilds only the text. When ``None``, an
             existing conversion is reused as it is (with whatever text it has); a new conversion has no text.
 
     Returns:

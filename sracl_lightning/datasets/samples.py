@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.sequences import HELD_OUT_ITEMS, Sequences
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.datasets.sequences import HELD_OUT_ITEMS, Sequences
 
 Split = Literal["train", "val", "test"]
 
@@ -79,7 +79,7 @@ def training_span(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def training_positions(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Target positions of the training samples, ``s+1 .. e-3`` of every user, and each one's user.
 
-    A user shorter than :data:`~sracl_lightning.sequences.MIN_SEQUENCE_LENGTH` has none.
+    A user shorter than :data:`~sracl_lightning.datasets.sequences.MIN_SEQUENCE_LENGTH` has none.
 
     Args:
         offsets: (U + 1,) user boundaries.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sracl_lightning.interaction_logs import decode_error
-from sracl_lightning.sequences import DataFormatError, Sequences
+from sracl_lightning.datasets.interaction_logs import decode_error
+from sracl_lightning.datasets.sequences import DataFormatError, Sequences
 
 #: Ids are stored as int64; ``2**63`` and above cannot be.
 ID_LIMIT = 2**63

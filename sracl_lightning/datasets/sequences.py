@@ -2,7 +2,7 @@
 
 User ``u`` (0-based row) owns ``items[offsets[u]:offsets[u + 1]]`` in chronological order. Item ids are
 1..N (0 is padding). Every reader in the package returns this type, and the processed on-disk layout
-(:mod:`sracl_lightning.processed`) stores exactly these arrays.
+(:mod:`sracl_lightning.datasets.processed`) stores exactly these arrays.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 #: Leave-one-out holds out each user's last two items: the validation target and the test target
-#: (:func:`sracl_lightning.samples.held_out_positions`).
+#: (:func:`sracl_lightning.datasets.samples.held_out_positions`).
 HELD_OUT_ITEMS = 2
 
 #: Leave-one-out needs the held-out items and at least one input item.
@@ -100,7 +100,7 @@ class Sequences:
             "max_length": int(lengths.max()),
             "density": round(n / (self.num_users * self.num_items), 8),
             # Every prefix of items[:-2] with its next item: sum over users of (len - MIN_SEQUENCE_LENGTH), the count
-            # of sracl_lightning.samples.training_positions (docs/method.md#samples-and-windows).
+            # of sracl_lightning.datasets.samples.training_positions (docs/method.md#samples-and-windows).
             "num_train_samples": int(n - MIN_SEQUENCE_LENGTH * self.num_users),
             # Every prefix of the whole sequence (one LLM user summary each in the released code).
             "num_prefixes": int(n - self.num_users),

@@ -13,6 +13,7 @@ from sracl_lightning.experiments.plan import (
 from sracl_lightning.experiments.records import match_records, read_records
 from sracl_lightning.experiments.report import write_table
 from sracl_lightning.experiments.specs import load_table_spec
+from sracl_lightning.training.cli_errors import show_package_logs
 
 
 def main(
@@ -49,6 +50,7 @@ def main(
         records: ``.runs.jsonl`` files of runs finished elsewhere (another machine or checkout); a planned run with
             a record of the same key counts as finished and is not trained.
     """
+    show_package_logs()
     spec = load_table_spec(table)
     runs = plan(spec, datasets=datasets, seeds=seeds, out_root=out_root, extra_args=train_args or (), rows=rows)
     recorded = match_records(runs, read_records(records or ()))

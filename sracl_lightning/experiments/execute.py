@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -23,8 +24,10 @@ from sracl_lightning.experiments.plan import (
     state,
 )
 
-
 # --------------------------------------------------------------------------------------------------- running
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class _Active:
     """A started run: its process, its open log file and its start time."""
@@ -49,7 +52,7 @@ class Runner:
                  env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
-        self.train_command = list(train_command or [sys.executable, "-m", "sracl_lightning.train"])
+        self.train_command = list(train_command or [sys.executable, "-m", "sracl_lightning.training.train"])
         self.jobs = jobs
         self.env = dict(env or {})
         self.rerun_changed = rerun_changed
@@ -74,16 +77,16 @@ class Runner:
         if current == "changed":
             stale = run.directory.with_name(f"{run.directory.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(run.directory, stale)
-            print(f"[runner] {run.directory}: configuration changed; the old run moved to {stale}", flush=True)
+            log.info(f"[runner] {run.directory}: configuration changed; the old run moved to {stale}")
         run.directory.mkdir(parents=True, exist_ok=True)
         command = self.command(run)
         record = {"key": run.key, "dataset": run.dataset, "row": run.row, "seed": run.seed, "args": list(run.args),
                   "command": command, "code_version": code_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
-        log = (run.directory / "train.log").open("a", encoding="utf-8")
-        process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
+        train_log = (run.directory / "train.log").open("a", encoding="utf-8")
+        process = subprocess.Popen(command, cwd=self.root, stdout=train_log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **self.env})
-        return _Active(process, log, time.monotonic())
+        return _Active(process, train_log, time.monotonic())
 
     def finish(self, run: PlannedRun, active: _Active) -> bool:
         active.log.close()
@@ -94,8 +97,7 @@ class Runner:
         atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
         ok = process.returncode == 0 and metrics_file(run.directory) is not None
         verdict = "done" if ok else f"FAILED (exit {process.returncode}; see {run.directory / 'train.log'})"
-        print(f"[runner] {run.dataset} / {run.row} / seed {run.seed}: {verdict} in {seconds / 60:.1f} min",
-              flush=True)
+        log.info(f"[runner] {run.dataset} / {run.row} / seed {run.seed}: {verdict} in {seconds / 60:.1f} min")
         return ok
 
     def run(self, runs: Sequence[PlannedRun], recorded: Collection[PlannedRun] = ()) -> list[PlannedRun]:
@@ -103,14 +105,14 @@ class Runner:
         :func:`match_records`); returns the runs that failed."""
         todo = [r for r in runs if state(r) != "done" and r not in recorded]
         self.check(todo)
-        print(f"[runner] {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, "
-              f"{self.jobs} at a time", flush=True)
+        log.info(f"[runner] {len(runs)} runs: {len(runs) - len(todo)} done, {len(todo)} to run, "
+                 f"{self.jobs} at a time")
         failed, active = [], {}
         queue = list(todo)
         while queue or active:
             while queue and len(active) < self.jobs:
                 run = queue.pop(0)
-                print(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}", flush=True)
+                log.info(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}")
                 active[run] = self.start(run)
             time.sleep(0.2)
             for run, handle in list(active.items()):

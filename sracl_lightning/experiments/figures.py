@@ -1,13 +1,14 @@
 """Figures as PNG: sparse-user groups (paper Fig. 5), sensitivity curves (Fig. 4) and training curves.
 
     # Fig. 5: metrics per user group (sequence length < 7, 7-10, > 10), one bar per checkpoint
-    python -m sracl_lightning.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
+    python -m sracl_lightning.experiments.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
         --output docs/results/sparse_beauty
     # Fig. 4: a sweep is a table whose rows are parameter values (configs/tables/sensitivity_*.yaml), then
-    python -m sracl_lightning.figures sensitivity --results_csv runs/tables/sensitivity_alpha/results.csv \
+    python -m sracl_lightning.experiments.figures sensitivity --results_csv runs/tables/sensitivity_alpha/results.csv \
         --output fig4_alpha
     # training curves from a run's CSV log
-    python -m sracl_lightning.figures curves --metrics_csv runs/beauty/csv/version_0/metrics.csv --output curves_beauty
+    python -m sracl_lightning.experiments.figures curves --metrics_csv runs/beauty/csv/version_0/metrics.csv \
+        --output curves_beauty
 
 Each command writes ``<output>.png`` and, for the first two, the plotted numbers as ``<output>.json``.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -28,7 +30,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sracl_lightning.atomic import atomic_write, atomic_write_text  # noqa: E402
-from sracl_lightning.metrics import RankingMetrics  # noqa: E402
+from sracl_lightning.models.metrics import RankingMetrics  # noqa: E402
+
+log = logging.getLogger(__name__)
+
 
 #: The paper's Fig. 5 groups: total sequence length < 7, 7–10, > 10.
 DEFAULT_GROUPS = ((0, 7), (7, 11), (11, None))
@@ -47,8 +52,8 @@ def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS
     """Full-ranking metrics of ``model`` per group of users by their whole sequence length.
 
     Args:
-        model: A trained :class:`~sracl_lightning.module.SRACLModule` (the backbone ranks all items).
-        data: Its :class:`~sracl_lightning.datamodule.SeqRecDataModule`.
+        model: A trained :class:`~sracl_lightning.methods.module.SRACLModule` (the backbone ranks all items).
+        data: Its :class:`~sracl_lightning.training.datamodule.SeqRecDataModule`.
         split: ``test`` or ``val``.
         groups: ``(low, high)`` half-open length ranges; ``high=None`` is unbounded.
         ks: Cut-offs.
@@ -107,7 +112,7 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
            split: str = "test", metrics: tuple[str, ...] = ("hr@20", "ndcg@20"), data_root: str | None = None,
            source_root: str | None = None) -> dict:
     """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``."""
-    from sracl_lightning.trained import load_run
+    from sracl_lightning.training.trained import load_run
 
     labels = labels or [Path(c).stem for c in checkpoints]
     if len(labels) != len(checkpoints):
@@ -121,7 +126,7 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
     atomic_write_text(Path(output).with_suffix(".json"),
                       json.dumps({"split": split, "checkpoints": dict(zip(labels, checkpoints, strict=True)),
                                   "results": results}, indent=2) + "\n")
-    print(f"wrote {path}")
+    log.info(f"wrote {path}")
     return results
 
 
@@ -157,7 +162,7 @@ def sensitivity(results_csv: str, output: str = "sensitivity", metrics: tuple[st
     axes[0][0].legend()
     path = _save(fig, Path(output).with_suffix(".png"))
     atomic_write_text(Path(output).with_suffix(".json"), json.dumps(curves, indent=2) + "\n")
-    print(f"wrote {path}")
+    log.info(f"wrote {path}")
     return curves
 
 
@@ -177,7 +182,7 @@ def curves(metrics_csv: str, output: str = "curves", columns: tuple[str, ...] = 
         ax.set_xlabel("epoch")
         ax.set_title(column)
     path = _save(fig, Path(output).with_suffix(".png"))
-    print(f"wrote {path}")
+    log.info(f"wrote {path}")
     return path
 
 
@@ -194,4 +199,7 @@ def _save(fig, path: Path) -> Path:
 if __name__ == "__main__":
     from jsonargparse import auto_cli
 
+    from sracl_lightning.training.cli_errors import show_package_logs
+
+    show_package_logs()
     auto_cli({"sparse": sparse, "sensitivity": sensitivity, "curves": curves}, as_positional=False)

@@ -16,7 +16,7 @@ from sracl_lightning.resources import default_config, packaged_config
 @functools.cache
 def _train_parser():
     """``train.py``'s argument parser, without ``configs/default.yaml`` as an implicit default (the key names it)."""
-    from sracl_lightning.cli import SRACLCLI
+    from sracl_lightning.training.cli import SRACLCLI
 
     class ParserBuilt(Exception):
         def __init__(self, parser) -> None:

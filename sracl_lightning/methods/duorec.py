@@ -1,25 +1,23 @@
 """DuoRec (Qiu et al., "Contrastive Learning for Representation Degeneration Problem in Sequential Recommendation",
-WSDM 2022) as a backbone with its own loss, to which SRA-CL attaches unchanged (SRA-CL paper Fig. 3).
+WSDM 2022) as an objective, to which SRA-CL's terms attach unchanged (SRA-CL paper Fig. 3).
 
-DuoRec is a SASRec encoder (:class:`~sracl_lightning.sasrec.SASRec`, nothing new there) trained with full-softmax
-cross-entropy plus the paper's contrastive regularization ``λ·L_DuoRec``, as in the released code's RecBole
-``DuoRec`` (github.com/RuihongQiu/DuoRec) with ``contrast='us_x'``:
+DuoRec is a SASRec encoder (:class:`~sracl_lightning.models.sasrec.SASRec`, nothing new there) trained with
+full-softmax cross-entropy plus the contrastive regularization ``λ·L_DuoRec``, as in the released code's RecBole
+``DuoRec`` (github.com/RuihongQiu/DuoRec) with ``contrast='us_x'``. Here that is
+:class:`~sracl_lightning.methods.module.SRACLModule` with :class:`DuoRecContrast` as its ``base_objective``
+(``configs/duorec.yaml``): a :class:`~sracl_lightning.methods.views.ViewContrast` whose views and loss are
 
 * model-level augmentation: the anchor window is encoded once more, so its dropout mask differs from the rec pass;
 * supervised positive: another *training* sample whose target is the same item, drawn uniformly; when none exists
   besides the anchor, the anchor's own window (so the positive is a second dropout view of the anchor);
 * NT-Xent over the 2B rows ``[anchor views; positive views]`` (dot product, τ = 1): each row's partner is the
   positive and the other rows are negatives, except those whose target is the query's. NOTE: the released code
-  keeps those as negatives; ``duorec_mask_same_target=False`` does too (see :func:`same_target_info_nce`).
+  keeps those as negatives; ``mask_same_target=False`` does too (see :func:`same_target_info_nce`).
 
 Same-target sampling runs on the batch's device with no Python loop: :class:`SameTargetSampler` holds the training
 samples as pointers into the flat item array (non-persistent buffers filled in ``setup``, never checkpointed),
 sorted by target with per-target ``[start, end)`` ranges, and gathers the picked samples' windows exactly like
-:meth:`SequenceSamples.input_windows <sracl_lightning.samples.SequenceSamples.input_windows>`.
-
-Everything else (L_rec, SRA-CL's L_CS and L_IS, evaluation) is inherited from :class:`SRACLModule`, so
-``α = β = 0`` is DuoRec alone and ``α, β > 0`` is DuoRec + SRA-CL. :class:`MemoryBankDuoRec` is the same in
-SRA-CL's memory-bank cost mode.
+:meth:`SequenceSamples.input_windows <sracl_lightning.datasets.samples.SequenceSamples.input_windows>`.
 
 Dimension letters: B batch, L window, D hidden, N items, T interactions (flat item array), S training samples.
 """
@@ -29,11 +27,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.losses import InfoNCE, Similarity, partner_labels
-from sracl_lightning.memory_bank import MemoryBankSRACL
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.samples import SequenceSamples, right_aligned_windows
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.datasets.samples import SequenceSamples, right_aligned_windows
+from sracl_lightning.methods.losses import InfoNCE, Similarity, partner_labels
+from sracl_lightning.methods.parts import MethodDims, TrainingContext
+from sracl_lightning.methods.views import ViewContrast, ViewGenerator
+from sracl_lightning.models.encoder import SequenceEncoder
 
 
 # ----------------------------------------------------------------------------------------------------- loss
@@ -55,8 +54,8 @@ def same_target_keys(targets: Tensor) -> Tensor:
 
 
 class SameTargetInfoNCE(InfoNCE):
-    """DuoRec's contrastive regulariser: :class:`~sracl_lightning.losses.InfoNCE` (NT-Xent over the local 2B rows,
-    2B − 2 negatives, both directions) whose :meth:`excluded` also drops the keys sharing the query's target.
+    """DuoRec's contrastive regulariser: :class:`~sracl_lightning.methods.losses.InfoNCE` (NT-Xent over the local 2B
+    rows, 2B − 2 negatives, both directions) whose :meth:`excluded` also drops the keys sharing the query's target.
 
     ``forward(anchors, positives, targets)`` with (B, D), (B, D) and (B,); see :func:`same_target_info_nce`.
 
@@ -94,7 +93,7 @@ def same_target_info_nce(anchors: Tensor, positives: Tensor, targets: Tensor, *,
     (:class:`SameTargetInfoNCE` as a function).
 
     With ``mask_same_target=False`` it equals the released code's ``info_nce`` + ``mask_correlated_samples`` (and
-    :func:`sracl_lightning.losses.info_nce`): 2B − 2 negatives per row, averaged over the 2B rows.
+    :func:`sracl_lightning.methods.losses.info_nce`): 2B − 2 negatives per row, averaged over the 2B rows.
 
     NOTE: the released code (RuihongQiu/DuoRec, ``mask_correlated_samples``) masks only each row's own and partner
     entries; the default here also masks in-batch rows with the same target, which are positives by DuoRec's own
@@ -110,7 +109,7 @@ def same_target_info_nce(anchors: Tensor, positives: Tensor, targets: Tensor, *,
 
     Returns:
         Scalar float32 loss; inputs are cast to float32 and the logits computed with autocast off, as in
-        :func:`sracl_lightning.losses.info_nce`.
+        :func:`sracl_lightning.methods.losses.info_nce`.
     """
     return SameTargetInfoNCE(temperature, similarity, mask_same_target)(anchors, positives, targets)
 
@@ -182,7 +181,7 @@ class SameTargetSampler(nn.Module):
             (B,) sample indices, -1 where no training sample other than the anchor has its target.
         """
         if not self.loaded:
-            raise RuntimeError("same-target index not loaded: call load() (DuoRecModule does in setup('fit'))")
+            raise RuntimeError("same-target index not loaded: call load() (SameTargetViews does in setup)")
         s = len(self.positions)
         anchor = torch.searchsorted(self.positions, positions).clamp_max(s - 1)  # (B,) anchor's sample index
         lo, hi = self.range_start[targets], self.range_end[targets]  # (B,) its target's places in `order`
@@ -200,97 +199,64 @@ class SameTargetSampler(nn.Module):
         return right_aligned_windows(self.items, self.positions[indices], self.starts[indices], self.max_len)
 
 
-# --------------------------------------------------------------------------------------------------- module
-class DuoRecModule(SRACLModule):
-    """DuoRec (SASRec + CE + λ·L_DuoRec), optionally with SRA-CL's L_CS and L_IS on top.
+# ------------------------------------------------------------------------------------------ views, objective
+class SameTargetViews(ViewGenerator):
+    """The two views of ``contrast='us_x'``: a fresh dropout view of each anchor and a same-target training sample.
+
+    NOTE: the released code encodes the anchor again and the positive in two passes; both go through one pass
+    here (dropout masks are drawn per element, so the views are distributed alike). The rec pass ``h`` is not
+    used, as in ``us_x``.
 
     Args:
-        duorec_weight: λ, weight of the contrastive regulariser (the released code's ``lmd_sem`` = 0.1, which
-            weighs the ``us_x`` term; its ``lmd`` weighs only the unsupervised term of the ``us``/``un`` modes).
-            0 leaves the backbone's CE alone.
-        duorec_temperature: τ of the regulariser (``tau`` = 1 in the released code).
-        duorec_similarity: ``"dot"`` (``sim='dot'``, the released code) or ``"cosine"``.
-        duorec_mask_same_target: Take in-batch rows sharing the query's target out of the negatives. NOTE: the
-            released code does not (see :func:`same_target_info_nce`); False reproduces it.
-        **kwargs: Everything :class:`SRACLModule` takes (the encoder defaults to SASRec, DuoRec's encoder).
+        dims: The module's sizes.
     """
 
-    def __init__(self, *args, duorec_weight: float = 0.1, duorec_temperature: float = 1.0,
-                 duorec_similarity: Similarity = "dot", duorec_mask_same_target: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if duorec_weight < 0:
-            raise ValueError(f"duorec_weight must be >= 0, got {duorec_weight}")
-        if duorec_temperature <= 0:
-            raise ValueError(f"duorec_temperature must be positive, got {duorec_temperature}")
-        if duorec_similarity not in ("dot", "cosine"):
-            raise ValueError(f"duorec_similarity must be 'dot' or 'cosine', got {duorec_similarity!r}")
-        self.duorec_weight = duorec_weight
-        self.duorec_temperature = duorec_temperature
-        self.duorec_similarity = duorec_similarity
-        self.duorec_mask_same_target = duorec_mask_same_target
-        self.duorec_loss_fn = SameTargetInfoNCE(duorec_temperature, duorec_similarity, duorec_mask_same_target)
-        self.same_target = SameTargetSampler(self.max_len)  # filled in setup("fit")
+    def __init__(self, dims: MethodDims) -> None:
+        super().__init__(dims)
+        self.same_target = SameTargetSampler(dims.max_len)  # filled in setup()
 
-    def setup(self, stage: str) -> None:
-        """Besides SRA-CL's tables, index the DataModule's training samples by target for the positives."""
-        super().setup(stage)
-        if stage != "fit" or self.duorec_weight == 0:
-            return
-        data = self.trainer.datamodule
-        if data is None or "train" not in getattr(data, "datasets", {}):
-            raise ValueError("DuoRec samples its positives from the DataModule's training samples: fit with a "
-                             "SeqRecDataModule, or call module.same_target.load(samples, num_items) first")
-        self.same_target.load(data.datasets["train"], self.num_items)
+    def setup(self, context: TrainingContext) -> None:
+        """Index the training samples by target, for the positives."""
+        self.same_target = self.same_target.to(context.device)
+        self.same_target.load(context.train_samples, context.num_items)
 
-    def same_target_windows(self, batch: SeqBatch) -> Tensor:
+    def positive_windows(self, batch: SeqBatch) -> Tensor:
         """(B, L) windows of the supervised positives; the anchor's own window where it has no other."""
         picks = self.same_target.sample(batch.position, batch.target)  # (B,)
         windows = self.same_target.windows(picks.clamp_min(0))  # (B, L)
         return torch.where((picks >= 0)[:, None], windows, batch.input_ids)
 
-    def duorec_views(self, batch: SeqBatch, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The two views of ``contrast='us_x'``: a fresh dropout view of each anchor and its same-target positive.
-
-        NOTE: the released code encodes the anchor again and the positive in two passes; both go through one pass
-        here (dropout masks are drawn per element, so the views are distributed alike). ``h`` (the rec pass) is
-        not used, as in ``us_x``; a variant may return it as the anchor view to save a pass.
-
-        Returns:
-            (B, D) anchor views and (B, D) positive views.
-        """
+    def forward(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> tuple[Tensor, Tensor]:
         b = len(batch)
-        views = self(torch.cat([batch.input_ids, self.same_target_windows(batch)]))  # (2B, D)
+        views = encoder(torch.cat([batch.input_ids, self.positive_windows(batch)]))  # (2B, D)
         return views[:b], views[b:]
 
-    def duorec_loss(self, batch: SeqBatch, h: Tensor | None = None) -> Tensor:
-        """L_DuoRec, DuoRec's contrastive regularization: NT-Xent between anchor views and same-target positives."""
-        anchors, positives = self.duorec_views(batch, h)  # (B, D) each
-        return self.duorec_loss_fn(anchors, positives, batch.target)
-
-    def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
-        """SRACLModule's terms plus ``"duorec"`` = λ·L_DuoRec.
-
-        NOTE: ``SRACLModule.loss_terms`` does not expose its rec pass ``h``, so ``duorec_loss`` gets ``h=None``;
-        ``us_x`` does not need it (docs/method.md#other-note-lines).
-        """
-        terms = super().loss_terms(batch)
-        if self.duorec_weight > 0:
-            terms["duorec"] = self.duorec_weight * self.duorec_loss(batch)
-        return terms
-
-    def protocol(self) -> dict[str, object]:
-        protocol = super().protocol()
-        if self.duorec_weight > 0:
-            negatives = "same-target negatives masked" if self.duorec_mask_same_target else "2B-2 negatives"
-            protocol["loss"] += (f" + {self.duorec_weight}·L_DuoRec (us_x: dropout view vs same-target sample, "
-                                 f"τ={self.duorec_temperature}, {self.duorec_similarity}, {negatives})")
-        protocol["backbone"] = "DuoRec"
-        return protocol
+    def describe(self) -> str:
+        return "us_x: dropout view vs same-target sample"
 
 
-class MemoryBankDuoRec(DuoRecModule, MemoryBankSRACL):
-    """:class:`DuoRecModule` in SRA-CL's memory-bank cost mode (:class:`MemoryBankSRACL`): L_CS reads the
-    neighbours' representations from a no-grad bank and reuses the rec pass as its anchor; L_DuoRec is unchanged.
+class DuoRecContrast(ViewContrast):
+    """L_DuoRec, DuoRec's contrastive regularization: NT-Xent between a dropout view of each anchor and a training
+    sample with the same target (:class:`SameTargetViews`, :class:`SameTargetInfoNCE`).
 
-    Method resolution: DuoRecModule → MemoryBankSRACL → SRACLModule, so ``bank_batch_size`` is accepted too.
+    Args:
+        dims: The module's sizes.
+        weight: λ (the released code's ``lmd_sem`` = 0.1, which weighs the ``us_x`` term; its ``lmd`` weighs only
+            the unsupervised term of the ``us``/``un`` modes).
+        temperature: τ (``tau`` = 1 in the released code).
+        similarity: ``"dot"`` (``sim='dot'``, the released code) or ``"cosine"``.
+        mask_same_target: Take in-batch rows sharing the query's target out of the negatives. NOTE: the released
+            code does not (see :func:`same_target_info_nce`); False reproduces it.
     """
+
+    name = "duorec"
+
+    def __init__(self, dims: MethodDims, weight: float = 0.1, temperature: float = 1.0,
+                 similarity: Similarity = "dot", mask_same_target: bool = True) -> None:
+        super().__init__(dims, weight, views=SameTargetViews,
+                         loss=SameTargetInfoNCE(temperature, similarity, mask_same_target))
+
+    def describe(self) -> str:
+        negatives = "same-target negatives masked" if self.loss.mask_same_target else "2B-2 negatives"
+        return (f"L_DuoRec ({self.views.describe()}, τ={self.loss.temperature}, {self.loss.similarity}, "
+                f"{negatives})")

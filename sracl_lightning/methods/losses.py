@@ -157,7 +157,7 @@ class InfoNCE(nn.Module):
 
     ``forward`` = ``gather`` -> ``similarity_logits`` -> ``labels`` / ``excluded`` -> masked cross-entropy: the one
     NT-Xent body of the package. A research variant (another similarity, false-negative masking, ...) is a subclass
-    overriding one of them, e.g. DuoRec's :class:`~sracl_lightning.duorec.SameTargetInfoNCE` (its ``excluded``
+    overriding one of them, e.g. DuoRec's :class:`~sracl_lightning.methods.duorec.SameTargetInfoNCE` (its ``excluded``
     also drops the keys sharing the query's target, given to ``forward`` as ``targets``). Without gathering it
     equals :func:`info_nce`.
 

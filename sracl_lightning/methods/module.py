@@ -1,19 +1,25 @@
-"""``SRACLModule``: SRA-CL (paper Eq. 12, docs/method.md#sra-cl) around any sequence encoder, evaluated by full ranking.
+"""``SRACLModule``: one LightningModule that trains a sequence encoder with a recommendation loss plus weighted
+objectives (SRA-CL, paper Eq. 12, docs/method.md#sra-cl), and evaluates it by full ranking.
 
-``L = L_rec + α·L_CS + β·L_IS``: the recommendation loss, the inter-user contrastive loss against a synthesized
-positive, and the intra-user contrastive loss between two semantically substituted views. With ``α = β = 0`` it is
-the backbone alone, the paper's "w/o CL" row, and needs no semantic data. Inference uses the backbone alone.
+``L = L_rec + Σ weight · objective``. SRA-CL is ``L_rec + α·L_CS + β·L_IS``: the recommendation loss, the inter-user
+contrast against a synthesized positive (``user_contrast``,
+:class:`~sracl_lightning.methods.user_contrast.UserContrast`) and the intra-user contrast between two semantically
+substituted views (``item_contrast``,
+:class:`~sracl_lightning.methods.views.ViewContrast`). A third slot, ``base_objective``, holds the base method's own
+term that SRA-CL is plugged into (DuoRec's, :class:`~sracl_lightning.methods.duorec.DuoRecContrast`). With no
+objective it is the backbone alone, the paper's "w/o CL" row. Inference uses the encoder alone.
 
-Extension points, each a small method a subclass overrides:
+Each slot is independent, so YAML overlays compose: one picks the cost mode (``user_contrast.neighbours``), another
+the positive (``user_contrast.positive``), another the views (``item_contrast.views``), another the base method, and
+stacking them never drops an earlier choice. Three ways to extend it:
 
-* :meth:`loss_terms` returns the named, already weighted loss terms; ``training_step`` sums and logs them;
-* :meth:`rec_loss`, :meth:`user_cl_loss` (L_CS), :meth:`item_cl_loss` (L_IS): one method per term;
-* :meth:`anchor_hidden`, :meth:`neighbour_hidden`, :meth:`user_positive`, :meth:`substituted_views`: the inputs
-  of the CL terms, where cheaper cost modes and ablations plug in; :meth:`build_synthesizer` builds the
-  synthesizer;
-* :meth:`item_scores` scores every item for evaluation; :meth:`protocol` describes the evaluation protocol.
+* a new backbone: a :class:`~sracl_lightning.models.encoder.SequenceEncoder` subclass, as ``encoder``;
+* a new objective, positive, neighbour source or view generator: a part of :mod:`sracl_lightning.methods`, named by
+  ``class_path`` in a slot;
+* a whole new method: a subclass overriding :meth:`loss_terms` (or :meth:`training_step`), :meth:`item_scores`
+  or :meth:`protocol`.
 
-Dimension letters: B batch, L window, D hidden, E semantic width, K neighbours, N items.
+Dimension letters: B batch, L window, D hidden, N items.
 """
 
 from __future__ import annotations
@@ -23,32 +29,28 @@ from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
+from torch import Tensor, nn
 
-from sracl_lightning.batch import SeqBatch
-from sracl_lightning.encoder import SequenceEncoder
-from sracl_lightning.errors import (
-    DataMismatchError,
-    InvalidArgumentError,
-    UsageError,
-    check_at_least,
-    check_in_range,
-)
-from sracl_lightning.losses import InfoNCE
-from sracl_lightning.metrics import RankingMetrics
-from sracl_lightning.sasrec import SASRec
-from sracl_lightning.substitution import check_item_neighbours, substitute_items
-from sracl_lightning.synthesizer import SampleSynthesizer
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.errors import DataMismatchError, InvalidArgumentError, UsageError, check_at_least
+from sracl_lightning.methods.parts import MethodDims, Objective, ObjectiveFactory, TrainingContext
+from sracl_lightning.methods.rec_losses import FullSoftmaxCrossEntropy, RecLoss
+from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.metrics import RankingMetrics
+from sracl_lightning.models.sasrec import SASRec
+from sracl_lightning.models.scoring import score_items
 
 #: Builds an encoder from ``(num_items, max_len)``; in YAML, a ``class_path`` plus the other ``init_args``.
 EncoderFactory = Callable[[int, int], SequenceEncoder]
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 
+#: The objective slots, in the order their terms are computed and logged.
+OBJECTIVE_SLOTS = ("user_contrast", "item_contrast", "base_objective")
+
 
 class SRACLModule(L.LightningModule):
-    """SRA-CL training of a sequence encoder (the backbone alone when both CL weights are 0).
+    """A sequence encoder trained with a recommendation loss plus the objectives its config lists.
 
     Args:
         num_items: Number of items ``N``; linked from the DataModule.
@@ -58,14 +60,14 @@ class SRACLModule(L.LightningModule):
         metric_ks: Cut-offs K of HR@K, NDCG@K and MRR@K.
         mask_seen_items: Exclude each user's already-seen items from the ranking (never the target itself).
             Off in the paper's protocol (docs/method.md#evaluation).
-        user_cl_weight: α, weight of the inter-user loss L_CS (paper and code: 0.1; 0 turns it off).
-        item_cl_weight: β, weight of the intra-user loss L_IS (paper and code: 0.1; 0 turns it off).
         semantic_dim: Width E of the frozen semantic vectors; linked from the DataModule's semantic profile.
-        synthesizer_dropout: Dropout on the synthesizer's attention weights. NOTE: 0 as in the paper; the released
-            code applies 0.5 (docs/method.md#deviations, D19).
-        substitution_probability: p, per-position probability of a semantic item substitution (0.2).
-        user_cl_loss_fn: InfoNCE of L_CS (default: the released code's NT-Xent, τ = 1, dot product).
-        item_cl_loss_fn: InfoNCE of L_IS (same default).
+        rec_loss: The recommendation loss (default: full-softmax cross-entropy, the paper's).
+        user_contrast: SRA-CL's inter-user objective L_CS, built as ``user_contrast(dims)``
+            (:class:`~sracl_lightning.methods.user_contrast.UserContrast`, weight α); ``None``: none.
+        item_contrast: SRA-CL's intra-user objective L_IS (:class:`~sracl_lightning.methods.views.ViewContrast`,
+            weight β); ``None``: none.
+        base_objective: The base method's own objective, to which SRA-CL's are added (e.g.
+            :class:`~sracl_lightning.methods.duorec.DuoRecContrast`); ``None``: none.
     """
 
     def __init__(
@@ -76,36 +78,33 @@ class SRACLModule(L.LightningModule):
         optimizer: OptimizerFactory = torch.optim.Adam,
         metric_ks: tuple[int, ...] = (5, 10, 20),
         mask_seen_items: bool = False,
-        user_cl_weight: float = 0.0,
-        item_cl_weight: float = 0.0,
         semantic_dim: int | None = None,
-        synthesizer_dropout: float = 0.0,
-        substitution_probability: float = 0.2,
-        user_cl_loss_fn: InfoNCE | None = None,
-        item_cl_loss_fn: InfoNCE | None = None,
+        rec_loss: RecLoss | None = None,
+        user_contrast: ObjectiveFactory | None = None,
+        item_contrast: ObjectiveFactory | None = None,
+        base_objective: ObjectiveFactory | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["user_cl_loss_fn", "item_cl_loss_fn"])
+        self.save_hyperparameters()
         check_at_least("model.init_args.num_items", num_items, 1)
         check_at_least("model.init_args.max_len", max_len, 1)
         if not metric_ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in metric_ks):
             raise InvalidArgumentError("model.init_args.metric_ks", list(metric_ks), "a non-empty list of ints >= 1")
-        check_at_least("model.init_args.user_cl_weight", user_cl_weight, 0)
-        check_at_least("model.init_args.item_cl_weight", item_cl_weight, 0)
-        check_in_range("model.init_args.synthesizer_dropout", synthesizer_dropout, 0, 1, high_inclusive=False)
-        check_in_range("model.init_args.substitution_probability", substitution_probability, 0, 1)
         self.num_items = num_items
         self.max_len = max_len
         self.mask_seen_items = mask_seen_items
         self.optimizer_factory = optimizer
-        self.user_cl_weight, self.item_cl_weight = user_cl_weight, item_cl_weight
-        self.substitution_probability = substitution_probability
         self.encoder = self.build_encoder(encoder)
-        self.synthesizer = self.build_synthesizer(semantic_dim, synthesizer_dropout) if user_cl_weight > 0 else None
-        self.user_cl_loss_fn = user_cl_loss_fn or InfoNCE()
-        self.item_cl_loss_fn = item_cl_loss_fn or InfoNCE()
-        # (N + 1, K) item neighbour ids for substitution: frozen data, set in setup(), never checkpointed.
-        self.register_buffer("item_neighbours", torch.empty(0, 0, dtype=torch.int64), persistent=False)
+        self.dims = MethodDims(num_items, max_len, self.encoder.hidden_size, semantic_dim)
+        self.rec_loss = rec_loss or FullSoftmaxCrossEntropy()
+        factories = {"user_contrast": user_contrast, "item_contrast": item_contrast,
+                     "base_objective": base_objective}
+        # Built here, not in setup(), so that a checkpoint's parameters have somewhere to load into.
+        self.objectives = nn.ModuleDict({slot: self.build_objective(slot, factory)
+                                         for slot, factory in factories.items() if factory is not None})
+        names = [objective.name for objective in self.objectives.values()]
+        if len(set(names)) != len(names) or "rec" in names:
+            raise UsageError(f"two objectives log under the same name ({names}): give each slot another kind")
         self.val_metrics = RankingMetrics(metric_ks)
         self.test_metrics = RankingMetrics(metric_ks)
 
@@ -115,20 +114,22 @@ class SRACLModule(L.LightningModule):
             raise TypeError(f"encoder must build a SequenceEncoder, got {type(encoder).__name__}")
         return encoder
 
-    def build_synthesizer(self, semantic_dim: int | None, dropout: float) -> SampleSynthesizer | None:
-        """The learnable sample synthesizer of L_CS (Eqs. 6–8)."""
-        if semantic_dim is None:
-            raise UsageError("the inter-user loss (user_cl_weight > 0) needs semantic vectors: set "
-                             "--data.semantic_profile (built by data/semantic.py), or user_cl_weight 0")
-        return SampleSynthesizer(semantic_dim, self.encoder.hidden_size, attention_dropout=dropout)
+    def build_objective(self, slot: str, factory: ObjectiveFactory) -> Objective:
+        try:
+            objective = factory(self.dims)
+        except InvalidArgumentError as error:  # name the slot: "model.init_args.user_contrast: UserContrast.weight"
+            raise InvalidArgumentError(f"model.init_args.{slot}: {error.argument}", error.value,
+                                       error.allowed) from None
+        if not isinstance(objective, Objective):
+            raise TypeError(f"model.init_args.{slot} must build an Objective, got {type(objective).__name__}")
+        return objective
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """Sequence representations ``h_u``: (B, L) -> (B, D). Inference uses the backbone alone."""
         return self.encoder(input_ids)
 
     def setup(self, stage: str) -> None:
-        """Check that the data has this model's items; fetch the frozen item neighbour table for L_IS from the
-        DataModule's semantic profile."""
+        """Check that the data has this model's items; before fitting, hand every objective the training data."""
         warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)/")
         data = self.trainer.datamodule
         data_items = getattr(data, "num_items", None)
@@ -136,64 +137,34 @@ class SRACLModule(L.LightningModule):
             raise DataMismatchError(f"the model scores {self.num_items:,} items, but dataset "
                                     f"{getattr(data, 'name', '?')} has {data_items:,}: a checkpoint of another "
                                     "dataset or conversion?")
-        if stage != "fit" or self.item_cl_weight == 0:
-            return
-        if data is None or getattr(data, "semantic_profile", None) is None:
-            raise UsageError("the intra-user loss (item_cl_weight > 0) needs item neighbours: set "
-                             "--data.semantic_profile (built by data/semantic.py), or item_cl_weight 0")
-        table = data.semantic.item_neighbours
-        check_item_neighbours(table, self.num_items)
-        self.item_neighbours = table.to(self.device)
+        if stage == "fit" and len(self.objectives):
+            context = self.training_context()
+            for objective in self.objectives.values():
+                objective.setup(context)
+
+    def training_context(self) -> TrainingContext:
+        """The DataModule's :class:`TrainingContext`, on this module's device."""
+        data = self.trainer.datamodule
+        if data is None or not callable(getattr(data, "training_context", None)):
+            raise UsageError("the model's objectives read the training data: fit with a DataModule that has "
+                             "training_context() (SeqRecDataModule)")
+        return data.training_context(self.device)
 
     # ----------------------------------------------------------------------------------------------- training
-    def rec_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """Full-softmax cross-entropy over items 1..N (the padding id is never a class)."""
-        logits = h @ self.encoder.item_embeddings().T  # (B, N)
-        return F.cross_entropy(logits, batch.target - 1)
+    def active_objectives(self) -> dict[str, Objective]:
+        """The objectives whose weight is not 0 (the others keep their parameters but are not computed)."""
+        return {slot: objective for slot, objective in self.objectives.items() if objective.weight > 0}
 
-    def anchor_hidden(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """``h_u`` for L_CS (B, D). As the released code: a second pass, with its own dropout mask
-        (docs/method.md#inter-user-loss)."""
-        return self(batch.input_ids)
-
-    def neighbour_hidden(self, batch: SeqBatch) -> Tensor:
-        """``h_u'`` of the K retrieved prefixes (B, K, D): encoded with gradient every step, as the released code
-        (the faithful, most expensive mode: B·K extra encoder passes)."""
-        b, k, length = batch.neighbour_input_ids.shape
-        return self(batch.neighbour_input_ids.reshape(b * k, length)).view(b, k, -1)  # (B, K, D)
-
-    def user_positive(self, batch: SeqBatch) -> Tensor:
-        """The synthesized positive ``h⁺_u`` (B, D): the synthesizer's weighted sum of the neighbours' ``h_u'``."""
-        return self.synthesizer(batch.semantic, batch.neighbour_semantic, self.neighbour_hidden(batch))
-
-    def user_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """L_CS (Eqs. 6–9): InfoNCE between ``h_u`` and its positive ``h⁺_u``."""
-        if batch.neighbour_input_ids is None:
-            raise UsageError("L_CS needs training batches with neighbours: set --data.semantic_profile")
-        return self.user_cl_loss_fn(self.anchor_hidden(batch, h), self.user_positive(batch))  # (B, D) vs (B, D)
-
-    def substituted_views(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Two views S', S'' of each window, each item replaced with probability p by a semantic neighbour."""
-        if self.item_neighbours.numel() == 0:
-            raise RuntimeError("item neighbours not loaded: L_IS runs inside trainer.fit with a semantic profile")
-        return tuple(substitute_items(input_ids, self.item_neighbours, self.substitution_probability, check=False)
-                     for _ in range(2))
-
-    def item_cl_loss(self, batch: SeqBatch, h: Tensor) -> Tensor:
-        """L_IS (Eq. 11): InfoNCE between the encodings of two substituted views."""
-        first, second = self.substituted_views(batch.input_ids)  # (B, L) each
-        b = len(batch)
-        views = self(torch.cat([first, second]))  # one encoder pass for both views: (2B, D)
-        return self.item_cl_loss_fn(views[:b], views[b:])
+    def on_train_epoch_start(self) -> None:
+        for objective in self.active_objectives().values():
+            objective.on_train_epoch_start(self.encoder)
 
     def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
-        """Named, weighted loss terms; the training loss is their sum. A term with weight 0 is not computed."""
-        h = self(batch.input_ids)  # (B, D)
-        terms = {"rec": self.rec_loss(batch, h)}
-        if self.user_cl_weight > 0:
-            terms["user_cl"] = self.user_cl_weight * self.user_cl_loss(batch, h)
-        if self.item_cl_weight > 0:
-            terms["item_cl"] = self.item_cl_weight * self.item_cl_loss(batch, h)
+        """Named, weighted loss terms (``"rec"`` and each objective's name); the training loss is their sum."""
+        h = self(batch.input_ids)  # (B, D): the recommendation pass, shared with every objective
+        terms = {"rec": self.rec_loss(batch, h, self.encoder)}
+        for objective in self.active_objectives().values():
+            terms[objective.name] = objective.weight * objective(batch, h, self.encoder)
         return terms
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
@@ -219,15 +190,13 @@ class SRACLModule(L.LightningModule):
     def item_scores(self, h: Tensor, exclude: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
         """Scores of all items (B, N) in fp32, ``-inf`` at the ``exclude`` columns but ``keep``'s.
 
-        See :func:`sracl_lightning.scoring.score_items`, the rule evaluation, figures and serving share.
+        See :func:`sracl_lightning.models.scoring.score_items`, the rule evaluation, figures and serving share.
 
         Args:
             h: (B, D) user representations.
             exclude: (B, H) optional columns (item id - 1) to mask, ``-1`` for none.
             keep: (B,) optional column per row never masked (the evaluation target).
         """
-        from sracl_lightning.scoring import score_items
-
         return score_items(h, self.encoder.item_embeddings(), exclude, keep)
 
     def _update_ranking(self, metric: RankingMetrics, batch: SeqBatch) -> None:
@@ -273,9 +242,8 @@ class SRACLModule(L.LightningModule):
             "ranking": f"full ranking over all {self.num_items} items; an item scoring equal to the target "
                        "ranks above it",
             "mask_seen_items": self.mask_seen_items,
-            "loss": "full-softmax cross-entropy" + (
-                f" + {self.user_cl_weight}·L_CS + {self.item_cl_weight}·L_IS"
-                if self.user_cl_weight or self.item_cl_weight else ""),
+            "loss": " + ".join([self.rec_loss.describe(), *(
+                f"{objective.weight}·{objective.describe()}" for objective in self.active_objectives().values())]),
             "encoder": type(self.encoder).__name__,
         }
 

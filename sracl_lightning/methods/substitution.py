@@ -67,17 +67,19 @@ def substitute_items(input_ids: Tensor, item_neighbours: Tensor, probability: fl
             pass ``False`` once the table has been validated with :func:`check_item_neighbours`.
 
     Returns:
-        (B, L) int64, a new tensor; padding positions equal ``input_ids``.
+        (B, L) int64, a new tensor; padding positions and the encoder's extra tokens (ids above N, such as a
+        mask token) equal ``input_ids``.
 
     Raises:
         ValueError: ``probability`` is outside [0, 1], or (with ``check``) a real item's neighbour row holds an id
             below 1.
     """
-    device, k = input_ids.device, item_neighbours.shape[1]
-    chosen = substitution_mask(input_ids, probability, generator)  # (B, L)
+    device, (rows, k) = input_ids.device, item_neighbours.shape
+    items = input_ids < rows  # (B, L) False at the encoder's extra tokens (ids above N): never substituted
+    chosen = substitution_mask(input_ids, probability, generator) & items  # (B, L)
     pick = torch.randint(k, input_ids.shape, generator=generator, device=device)  # (B, L) column in 0..K-1
-    # Padding rows index row 0 (all -1) here; those candidates are discarded by the mask below.
-    candidates = item_neighbours[input_ids, pick]  # (B, L)
+    # Padding (and extra tokens) index row 0 (all -1) here; those candidates are discarded by the mask below.
+    candidates = item_neighbours[torch.where(items, input_ids, 0), pick]  # (B, L)
     if check and bool((chosen & (candidates < 1)).any()):
         bad = input_ids[chosen & (candidates < 1)][0].item()
         raise ValueError(f"item {bad} has a neighbour id below 1 in item_neighbours (row "

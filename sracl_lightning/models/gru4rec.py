@@ -1,4 +1,5 @@
-"""GRU4Rec behind the :class:`~sracl_lightning.encoder.SequenceEncoder` interface, as RecBole's sequential GRU4Rec.
+"""GRU4Rec behind the :class:`~sracl_lightning.models.encoder.SequenceEncoder` interface, as RecBole's sequential
+GRU4Rec.
 
 GRU4Rec (Hidasi et al., "Session-based Recommendations with Recurrent Neural Networks", ICLR 2016; in the
 RecBole form of Tan et al., DLRS 2016) is one of the three backbones of the paper's plug-and-play study (Fig. 3,
@@ -11,8 +12,8 @@ terms.
 * Readout: the state after the most recent item.
 * Init as RecBole: item table xavier-normal; the first GRU layer's input and recurrent weights xavier-uniform.
 
-Padding. Windows arrive right-aligned (left-padded with 0, :class:`~sracl_lightning.batch.SeqBatch`), so a GRU run
-over them as they are would first step through the leading pads, and every such step moves the state (through a
+Padding. Windows arrive right-aligned (left-padded with 0, :class:`~sracl_lightning.datasets.batch.SeqBatch`), so a GRU
+run over them as they are would first step through the leading pads, and every such step moves the state (through a
 bias, if any, and through the pad row, which xavier init makes non-zero). The output would then depend on how much
 padding precedes the items. RecBole never sees this because its sequences are left-aligned: it runs the GRU over
 the whole row and gathers the output at ``length - 1``. :func:`left_align` rolls each row into that layout, so the
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sracl_lightning.encoder import SequenceEncoder
+from sracl_lightning.models.encoder import SequenceEncoder
 
 
 def left_align(input_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,8 +68,8 @@ class GRU4Rec(SequenceEncoder):
         embedding_dropout: Dropout on the item embeddings before the GRU.
         gru_bias: Give the GRU bias vectors. RecBole's GRU has none; padding is handled either way.
         extra_tokens: Names of tokens besides the items (e.g. ``("mask",)`` for masked-item views), ids
-            ``N + 1..`` (see :meth:`~sracl_lightning.encoder.SequenceEncoder.token_id`); never ranked. Default none:
-            the parameters of a checkpoint written without them.
+            ``N + 1..`` (see :meth:`~sracl_lightning.models.encoder.SequenceEncoder.token_id`); never ranked. Default
+            none: the parameters of a checkpoint written without them.
     """
 
     def __init__(

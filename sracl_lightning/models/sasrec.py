@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sracl_lightning.encoder import SequenceEncoder
+from sracl_lightning.models.encoder import SequenceEncoder
 
 #: RecBole's additive mask value; exp(-10000) underflows to exactly 0 in fp32.
 MASK_VALUE = -10000.0
@@ -93,8 +93,8 @@ class SASRec(SequenceEncoder):
         layer_norm_eps: LayerNorm epsilon (RecBole's 1e-12).
         initializer_range: Std of the normal initialisation.
         extra_tokens: Names of tokens besides the items (e.g. ``("mask",)`` for masked-item views), ids
-            ``N + 1..`` (see :meth:`~sracl_lightning.encoder.SequenceEncoder.token_id`); never ranked. Default none:
-            the parameters of a checkpoint written without them.
+            ``N + 1..`` (see :meth:`~sracl_lightning.models.encoder.SequenceEncoder.token_id`); never ranked. Default
+            none: the parameters of a checkpoint written without them.
     """
 
     def __init__(

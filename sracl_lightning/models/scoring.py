@@ -2,8 +2,9 @@
 (docs/method.md#evaluation).
 
 The one scoring rule of the package: evaluation (``SRACLModule._update_ranking``), the sparse-user figure
-(:func:`sracl_lightning.figures.metrics_by_length`) and serving (:class:`sracl_lightning.recommend.Recommender`) all
-score through :func:`score_items`, via :meth:`SRACLModule.item_scores <sracl_lightning.module.SRACLModule.item_scores>`.
+(:func:`sracl_lightning.experiments.figures.metrics_by_length`) and serving
+(:class:`sracl_lightning.serving.recommend.Recommender`) all score through :func:`score_items`, via
+:meth:`SRACLModule.item_scores <sracl_lightning.methods.module.SRACLModule.item_scores>`.
 
 Dimension letters: B users, D hidden, N items, H history columns.
 """
@@ -28,7 +29,7 @@ def score_items(h: Tensor, item_embeddings: Tensor, exclude: Tensor | None = Non
     Returns:
         (B, N) float32 scores, ``-inf`` at the excluded columns.
 
-    Ranking the masked scores with :func:`~sracl_lightning.metrics.target_ranks` equals ranking the raw scores
+    Ranking the masked scores with :func:`~sracl_lightning.models.metrics.target_ranks` equals ranking the raw scores
     with the same ``exclude``.
     """
     with torch.autocast(device_type=h.device.type, enabled=False):

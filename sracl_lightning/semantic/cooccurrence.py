@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sracl_lightning.samples import training_span
+from sracl_lightning.datasets.samples import training_span
 
 
 def cooccurrence_item_embeddings(items: np.ndarray, offsets: np.ndarray, num_items: int, dim: int = 64,

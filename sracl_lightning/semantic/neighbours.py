@@ -39,7 +39,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from sracl_lightning.samples import held_out_positions
+from sracl_lightning.datasets.samples import held_out_positions
 
 #: ``exclude(anchor_rows (Q,), candidate_rows (Q, C)) -> (Q, C) bool``, True = drop the candidate.
 Exclusion = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -361,7 +361,7 @@ def leakage_exclusion(
     ``user * (N + 1) + item``; a candidate contains item ``x`` iff ``first_pos(candidate user, x) < prefix_end``.
 
     Args:
-        items: ``(T,)`` flat item array (:class:`~sracl_lightning.sequences.Sequences`).
+        items: ``(T,)`` flat item array (:class:`~sracl_lightning.datasets.sequences.Sequences`).
         offsets: ``(U + 1,)`` user offsets.
         prefix_user: ``(M,)`` user of each row.
         prefix_end: ``(M,)`` flat end position (exclusive) of each row's prefix, in ``offsets[u] + 1 .. offsets[u+1]``.

@@ -3,9 +3,9 @@
 
 The wording lives in YAML template files (``configs/prompts/*.yaml``, format documented in ``amazon.yaml``);
 this module fills them from item records and builds the chat messages ``[{"role": "system", ...},
-{"role": "user", ...}]`` an LLM backend (:mod:`sracl_lightning.llm`) answers.
+{"role": "user", ...}]`` an LLM backend (:mod:`sracl_lightning.semantic.llm`) answers.
 
-Item records are produced by :mod:`sracl_lightning.item_text`: a list indexed by item id (index 0 is padding,
+Item records are produced by :mod:`sracl_lightning.datasets.item_text`: a list indexed by item id (index 0 is padding,
 ``None``) of dicts ``{"item", "source_id", "title", "brand", "categories", "price", "description", "extra"}``.
 
 Dimension letters: U users, T interactions, P training prefixes.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import yaml
 
-from sracl_lightning.item_text import clean_text, item_text_id, item_title
-from sracl_lightning.manifest import stable_hash
+from sracl_lightning.datasets.item_text import clean_text, item_text_id, item_title
+from sracl_lightning.datasets.manifest import stable_hash
+from sracl_lightning.datasets.samples import right_aligned_windows, training_positions
 from sracl_lightning.resources import packaged_config
-from sracl_lightning.samples import right_aligned_windows, training_positions
 
 #: The value shown for an absent attribute, as in the released notebooks (``fillna('missing')``).
 MISSING = "missing"
@@ -213,9 +213,9 @@ def load_prompt_template(path: str | Path, domain: str | None = None,
 def item_display_text(record: Mapping[str, Any]) -> str:
     """The short text standing for an item in histories and context sequences (docs/method.md#user-summaries).
 
-    The ``title`` (:func:`~sracl_lightning.item_text.item_title`); when it is absent or blank, the fields that are
-    present among ``brand``, the ``categories`` and ``extra["idgenrec_text_id"]`` (Sports' textual id,
-    :func:`~sracl_lightning.item_text.item_text_id`), joined by ", "; ``"missing"`` when none is.
+    The ``title`` (:func:`~sracl_lightning.datasets.item_text.item_title`); when it is absent or blank, the fields that
+    are present among ``brand``, the ``categories`` and ``extra["idgenrec_text_id"]`` (Sports' textual id,
+    :func:`~sracl_lightning.datasets.item_text.item_text_id`), joined by ", "; ``"missing"`` when none is.
 
     NOTE: the released Sports notebook falls back to the category list alone (printed as a Python list); brand
     and the IDGenRec text id are added here because many Sports items share one category path.
@@ -351,7 +351,7 @@ def item_context_sequences(items: np.ndarray, offsets: np.ndarray, max_per_item:
     (docs/method.md#deviations, D6).
 
     Args:
-        items: ``(T,)`` flat item ids, user after user (:class:`~sracl_lightning.sequences.Sequences`).
+        items: ``(T,)`` flat item ids, user after user (:class:`~sracl_lightning.datasets.sequences.Sequences`).
         offsets: ``(U + 1,)`` user ``u`` owns ``items[offsets[u]:offsets[u + 1]]``.
         max_per_item: Most sequences kept per item (paper 10, code 5).
         max_items: Each sequence keeps its last this many items (code 11).

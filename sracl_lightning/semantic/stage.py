@@ -13,8 +13,8 @@ For one converted dataset it writes, under ``<data_root>/<name>/semantic/<profil
   above (best first);
 * ``report.json``: what was built, wall time per step, peak RSS, ANN recall where an ANN index was used.
 
-Every array has a manifest (:mod:`sracl_lightning.manifest`) whose key chains the keys of its inputs, so changing
-the LLM, a template, the encoder, the pooling, k or an exclusion rule rebuilds exactly what depends on it. LLM
+Every array has a manifest (:mod:`sracl_lightning.datasets.manifest`) whose key chains the keys of its inputs, so
+changing the LLM, a template, the encoder, the pooling, k or an exclusion rule rebuilds exactly what depends on it. LLM
 responses go to ``<data_root>/<name>/semantic/llm_responses.jsonl`` (shared by all profiles, keyed by a content
 hash), so a crash or Ctrl-C loses no paid-for response.
 
@@ -26,6 +26,7 @@ Each step is a method, so a variant (another text source, another retrieval rule
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import time
 from collections.abc import Callable
@@ -35,43 +36,53 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sracl_lightning import item_text, processed
 from sracl_lightning.atomic import atomic_write_text
-from sracl_lightning.catalog import SourceFormat, resolve_source
-from sracl_lightning.cooccurrence import cooccurrence_item_embeddings
-from sracl_lightning.item_text import item_name, item_title
-from sracl_lightning.llm import PassthroughBackend, ResponseCache, SummaryBackend, summarize_with_cache
-from sracl_lightning.manifest import is_fresh, load_array, read_manifest, save_array, sequences_key, stable_hash
-from sracl_lightning.neighbours import (
+from sracl_lightning.datasets import item_text, processed
+from sracl_lightning.datasets.catalog import SourceFormat, resolve_source
+from sracl_lightning.datasets.item_text import item_name, item_title
+from sracl_lightning.datasets.manifest import (
+    is_fresh,
+    load_array,
+    read_manifest,
+    save_array,
+    sequences_key,
+    stable_hash,
+)
+from sracl_lightning.datasets.samples import right_aligned_windows, split_positions
+from sracl_lightning.datasets.sequences import Sequences
+from sracl_lightning.resources import prompt_template
+from sracl_lightning.semantic.cooccurrence import cooccurrence_item_embeddings
+from sracl_lightning.semantic.llm import PassthroughBackend, ResponseCache, SummaryBackend, summarize_with_cache
+from sracl_lightning.semantic.neighbours import (
     ann_recall,
     combine_exclusions,
     leakage_exclusion,
     nearest_neighbours,
     same_user_exclusion,
 )
-from sracl_lightning.prompts import (
+from sracl_lightning.semantic.prompts import (
     PromptBuilder,
     PromptTemplate,
     item_context_sequences,
     item_display_text,
     load_prompt_template,
 )
-from sracl_lightning.resources import prompt_template
-from sracl_lightning.samples import right_aligned_windows, split_positions
-from sracl_lightning.semantic_tables import semantic_dir
-from sracl_lightning.sequences import Sequences
-from sracl_lightning.text_embeddings import TextEncoder, embed_texts, recency_weighted_prefix_embeddings
+from sracl_lightning.semantic.tables import semantic_dir
+from sracl_lightning.semantic.text_embeddings import TextEncoder, embed_texts, recency_weighted_prefix_embeddings
 
 ItemSource = Literal["text", "cooccurrence"]
 UserSource = Literal["text", "item_mean"]
 IndexKind = Literal["flat", "hnsw"]
 
 
+log = logging.getLogger(__name__)
+
+
 def item_raw_text(record: dict | None) -> str:
     """The attribute text of an item, without any instruction: what the "w/o LLM" ablation embeds.
 
-    The item's name (:func:`~sracl_lightning.item_text.item_name`: ``Title: ...``, or ``Name: ...`` for the short
-    text id of items without a title, Sports), then brand, categories, price and description where present.
+    The item's name (:func:`~sracl_lightning.datasets.item_text.item_name`: ``Title: ...``, or ``Name: ...`` for the
+    short text id of items without a title, Sports), then brand, categories, price and description where present.
     """
     if record is None:
         return ""
@@ -102,7 +113,7 @@ class SemanticStage:
             want to keep side by side, e.g. ``minilm`` and ``minilm_nollm``.
         item_source: ``text`` embeds item text (summaries or raw attributes); ``cooccurrence`` is the fallback for
             datasets without item text (Office, the paper's Yelp): PPMI-SVD vectors of training co-occurrence,
-            collaborative rather than semantic (:mod:`sracl_lightning.cooccurrence`). It needs ``user_source:
+            collaborative rather than semantic (:mod:`sracl_lightning.semantic.cooccurrence`). It needs ``user_source:
             item_mean``.
         cooccurrence_dim: Width E of the ``cooccurrence`` vectors.
         summarizer: The LLM that writes item and user summaries. ``None`` (= :class:`PassthroughBackend`) means no
@@ -252,7 +263,7 @@ class SemanticStage:
 
     def _summarize(self, requests: list[list[dict]], what: str) -> list[str]:
         cache = ResponseCache(self.out.parent / "llm_responses.jsonl")
-        print(f"[semantic] {what}: {len(requests):,} LLM requests ({len(cache):,} responses cached)")
+        log.info(f"[semantic] {what}: {len(requests):,} LLM requests ({len(cache):,} responses cached)")
         return summarize_with_cache(self.summarizer, requests, cache, progress=self.progress)
 
     def _text_source(self, what: str) -> dict:
@@ -369,7 +380,7 @@ class SemanticStage:
         if self.index == "flat":
             return {"index": "flat (exact)"}
         recall = ann_recall(vectors, self.pool_size, table=table, threads=self.threads, **rules)
-        print(f"[semantic] HNSW recall@{self.pool_size} vs exact search: {recall:.3f}")
+        log.info(f"[semantic] HNSW recall@{self.pool_size} vs exact search: {recall:.3f}")
         return {"index": "hnsw", f"recall@{self.pool_size}_vs_exact": recall}
 
     # ------------------------------------------------------------------------------------------------ run
@@ -400,5 +411,5 @@ class SemanticStage:
         result = fn()
         seconds = round(time.perf_counter() - start, 2)
         self.report["steps"][step] = seconds
-        print(f"[semantic] {step}: {seconds:.1f} s")
+        log.info(f"[semantic] {step}: {seconds:.1f} s")
         return result

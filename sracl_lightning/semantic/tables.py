@@ -1,6 +1,6 @@
 """The semantic stage's artefacts at training time: loaded and checked, then served in training batches.
 
-:mod:`sracl_lightning.semantic` builds them (and imports the LLM, encoder and faiss machinery); this module only
+:mod:`sracl_lightning.semantic.stage` builds them (and imports the LLM, encoder and faiss machinery); this module only
 reads them, so the DataModule stays light. Dimension letters: N items, P training prefixes, E semantic width,
 K neighbours per row.
 """
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sracl_lightning.batch import SeqBatch
+from sracl_lightning.datasets.batch import SeqBatch
+from sracl_lightning.datasets.manifest import load_array, read_manifest, sequences_key
+from sracl_lightning.datasets.samples import SequenceSamples, right_aligned_windows, split_positions
+from sracl_lightning.datasets.sequences import Sequences
 from sracl_lightning.errors import DataMismatchError
-from sracl_lightning.manifest import load_array, read_manifest, sequences_key
-from sracl_lightning.samples import SequenceSamples, right_aligned_windows, split_positions
-from sracl_lightning.sequences import Sequences
 
 ARTEFACTS = ("prefix_positions", "item_embeddings", "user_embeddings", "item_neighbours", "user_neighbours")
 
@@ -72,7 +72,7 @@ def load_semantic_tables(dataset_dir: str | Path, name: str, profile: str, seque
     """Load and cross-check a profile's artefacts against the dataset they must describe.
 
     Args:
-        dataset_dir: The dataset's processed folder (:func:`sracl_lightning.processed.dataset_directory`).
+        dataset_dir: The dataset's processed folder (:func:`sracl_lightning.datasets.processed.dataset_directory`).
         name: The dataset's name, for messages.
         k: Keep only the first ``k`` neighbours of each pool (``None``: all that were built).
 

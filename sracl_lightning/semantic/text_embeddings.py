@@ -6,7 +6,7 @@ holds
 
 * :class:`TextEncoder`: any Hugging Face ``AutoModel`` (hub name or local folder) with a choice of pooling;
 * :func:`embed_texts`: encode a list of texts into an ``.npy`` artefact with a manifest (see
-  :mod:`sracl_lightning.manifest`), chunk by chunk, so an interrupted run resumes where it stopped;
+  :mod:`sracl_lightning.datasets.manifest`), chunk by chunk, so an interrupted run resumes where it stopped;
 * :func:`recency_weighted_prefix_embeddings`: a cheap user embedding without an LLM, the decayed mean of the
   item embeddings of a prefix.
 
@@ -37,8 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from sracl_lightning.atomic import atomic_save_npy
-from sracl_lightning.manifest import is_fresh, load_array, model_folder_fingerprint, save_array, stable_hash, texts_hash
-from sracl_lightning.samples import right_aligned_windows
+from sracl_lightning.datasets.manifest import (
+    is_fresh,
+    load_array,
+    model_folder_fingerprint,
+    save_array,
+    stable_hash,
+    texts_hash,
+)
+from sracl_lightning.datasets.samples import right_aligned_windows
 
 Pooling = Literal["cls", "pooler", "mean", "last-token"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]

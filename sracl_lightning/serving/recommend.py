@@ -1,8 +1,8 @@
 """Top-K recommendations from a trained checkpoint, for one history or a batch of histories.
 
-    python -m sracl_lightning.recommend CKPT --history B00279CF8S,B007CXZ350 --k 10
-    python -m sracl_lightning.recommend CKPT --user A0006ZZUKF4N0Y        # a known user's whole history
-    python -m sracl_lightning.recommend CKPT --histories histories.jsonl  # one JSON list of item ids per line
+    python -m sracl_lightning.serving.recommend CKPT --history B00279CF8S,B007CXZ350 --k 10
+    python -m sracl_lightning.serving.recommend CKPT --user A0006ZZUKF4N0Y        # a known user's whole history
+    python -m sracl_lightning.serving.recommend CKPT --histories histories.jsonl  # one JSON list of item ids per line
 
 Histories name items by their source ids (ASINs, business ids, the S3-Rec integers as strings), the ids of the
 dataset the checkpoint was trained on; ``int`` values in the Python API are the model's internal ids 1..N. Output:
@@ -30,15 +30,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
-from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.datasets.item_text import item_name, load_item_text
+from sracl_lightning.datasets.processed import load_id_map
+from sracl_lightning.datasets.samples import right_aligned_windows
+from sracl_lightning.datasets.sequences import DataFormatError
 from sracl_lightning.errors import InvalidArgumentError, UsageError
-from sracl_lightning.item_text import item_name, load_item_text
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.processed import load_id_map
-from sracl_lightning.samples import right_aligned_windows
-from sracl_lightning.sequences import DataFormatError
-from sracl_lightning.trained import load_run
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.training.cli_errors import OneLineArgumentParser, run_cli
+from sracl_lightning.training.datamodule import SeqRecDataModule
+from sracl_lightning.training.trained import load_run
 
 ItemKey = str | int
 
@@ -138,7 +138,7 @@ class Recommender:
 
     def windows(self, histories: Sequence[list[int]], length: int | None = None) -> Tensor:
         """The last ``length`` (default ``max_len``) items of each history, left-padded with 0 as in training:
-        (B, L) int64, gathered by :func:`~sracl_lightning.samples.right_aligned_windows`."""
+        (B, L) int64, gathered by :func:`~sracl_lightning.datasets.samples.right_aligned_windows`."""
         lengths = torch.tensor([len(ids) for ids in histories], dtype=torch.long)  # (B,)
         ends = lengths.cumsum(0)  # (B,) one past each history in the flat array
         flat = torch.tensor([i for ids in histories for i in ids], dtype=torch.long)  # (T,)

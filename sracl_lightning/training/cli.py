@@ -18,12 +18,12 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from sracl_lightning.callbacks import EpochEndCheckpoint, RandomState
-from sracl_lightning.catalog import resolve
-from sracl_lightning.cli_errors import CLI_OWNERS, SRACLArgumentParser, rejected_value
-from sracl_lightning.datamodule import SeqRecDataModule
-from sracl_lightning.module import SRACLModule
+from sracl_lightning.datasets.catalog import resolve
+from sracl_lightning.methods.module import SRACLModule
 from sracl_lightning.resources import default_config
+from sracl_lightning.training.callbacks import EpochEndCheckpoint, RandomState
+from sracl_lightning.training.cli_errors import CLI_OWNERS, SRACLArgumentParser, rejected_value
+from sracl_lightning.training.datamodule import SeqRecDataModule
 
 #: The metric that selects checkpoints and stops training (docs/method.md#evaluation: the released code uses MRR@10).
 MONITOR = "val/mrr@10"

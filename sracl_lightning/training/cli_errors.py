@@ -1,11 +1,11 @@
 """User-facing errors at the command line: one readable line on stderr instead of a traceback.
 
-The command-line tools (``train.py``, ``evaluate.py``, ``python -m sracl_lightning.recommend``) report the
+The command-line tools (``train.py``, ``evaluate.py``, ``python -m sracl_lightning.serving.recommend``) report the
 project's own errors (:mod:`sracl_lightning.errors`) as ``error: <argument or file>: <what is wrong and what is
 allowed>`` and exit with
 
 * 2 for a bad argument: a parse error, or a :class:`~sracl_lightning.errors.UsageError`;
-* 1 for bad input data: :class:`~sracl_lightning.sequences.DataFormatError`, a data mismatch, a missing file.
+* 1 for bad input data: :class:`~sracl_lightning.datasets.sequences.DataFormatError`, a data mismatch, a missing file.
 
 Any other exception is a bug and keeps its traceback. Set ``SRACL_DEBUG=1`` to get the full traceback of every
 error, the ones above included.
@@ -14,6 +14,7 @@ error, the ones above included.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import sys
@@ -27,8 +28,8 @@ from jsonargparse import ArgumentError, ArgumentParser
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningArgumentParser
 
+from sracl_lightning.datasets.sequences import DataFormatError
 from sracl_lightning.errors import DataMismatchError, UsageError
-from sracl_lightning.sequences import DataFormatError
 
 #: Set to 1 to re-raise user-facing errors with their full traceback.
 DEBUG_ENV = "SRACL_DEBUG"
@@ -62,13 +63,31 @@ def exit_code(err: BaseException) -> int:
     return 2 if isinstance(err, UsageError) else 1
 
 
+#: The one handler that shows this package's log records at the command line.
+_CONSOLE = logging.StreamHandler()
+_CONSOLE.setFormatter(logging.Formatter("%(message)s"))
+
+
+def show_package_logs(level: int = logging.INFO) -> None:
+    """Show the package's log records (``logging.getLogger("sracl_lightning.*")``) on stderr, one message per line.
+
+    Library modules log, never print; every entry point calls this once. Calling it again changes nothing.
+    """
+    logger = logging.getLogger("sracl_lightning")
+    if _CONSOLE not in logger.handlers:
+        logger.addHandler(_CONSOLE)
+    logger.setLevel(level)
+
+
 def run_cli(main: Callable[[], T], errors: tuple[type[BaseException], ...] = USER_ERRORS) -> T:
-    """Run a command-line entry point; report ``errors`` as one ``error: ...`` line on stderr and exit.
+    """Run a command-line entry point; report ``errors`` as one ``error: ...`` line on stderr and exit. The
+    package's log records are shown on stderr (:func:`show_package_logs`).
 
     Args:
         main: The entry point, called without arguments.
         errors: The exception types that are the user's to fix (default :data:`USER_ERRORS`).
     """
+    show_package_logs()
     try:
         return main()
     except errors as err:
@@ -144,7 +163,7 @@ def concise_parse_error(message: str, argv: Sequence[str] = (), known_keys: Iter
 
 
 def full_key(key: str, argv: Sequence[str]) -> str:
-    """The command-line key that ends in ``key`` (``user_cl_weight`` -> ``model.init_args.user_cl_weight``)."""
+    """The command-line key that ends in ``key`` (``batch_size`` -> ``data.batch_size``)."""
     names = [arg[2:].split("=", 1)[0].removesuffix("+") for arg in argv if arg.startswith("--")]
     matches = [name for name in names if name == key or name.endswith(f".{key}")]
     return matches[-1] if matches else key

@@ -3,7 +3,7 @@
 Evaluation under DDP uses a sampler that does not pad: Lightning's default ``DistributedSampler`` repeats users
 to even out the ranks, which would count them twice in the metrics.
 
-Every checkpoint records the data's identity (:func:`sracl_lightning.processed.data_identity`: the source's
+Every checkpoint records the data's identity (:func:`sracl_lightning.datasets.processed.data_identity`: the source's
 content hash, the statistics and the converted files' hashes) through :meth:`SeqRecDataModule.state_dict`. A
 DataModule restored from a checkpoint (resume, ``evaluate.py``, the recommender, the figures) refuses data whose
 identity differs, before it converts anything, so another run's conversion is never overwritten.
@@ -19,13 +19,14 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from sracl_lightning import processed
-from sracl_lightning.catalog import SourceFormat, resolve_source
+from sracl_lightning.datasets import processed
+from sracl_lightning.datasets.catalog import SourceFormat, resolve_source
+from sracl_lightning.datasets.manifest import read_manifest
+from sracl_lightning.datasets.samples import SequenceSamples, Split, collate_batch
+from sracl_lightning.datasets.sequences import Sequences, format_stats
 from sracl_lightning.errors import DataMismatchError, UsageError, check_at_least
-from sracl_lightning.manifest import read_manifest
-from sracl_lightning.samples import SequenceSamples, Split, collate_batch
-from sracl_lightning.semantic_tables import SemanticSamples, SemanticTables, load_semantic_tables, semantic_dir
-from sracl_lightning.sequences import Sequences, format_stats
+from sracl_lightning.methods.parts import TrainingContext
+from sracl_lightning.semantic.tables import SemanticSamples, SemanticTables, load_semantic_tables, semantic_dir
 
 
 class SeqRecDataModule(L.LightningDataModule):
@@ -90,7 +91,7 @@ class SeqRecDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------ dataset facts
     @property
     def directory(self) -> Path:
-        """The processed folder of this source (:func:`sracl_lightning.processed.dataset_directory`)."""
+        """The processed folder of this source (:func:`sracl_lightning.datasets.processed.dataset_directory`)."""
         return processed.dataset_directory(self.data_root, self.name, self.source, self.source_format)
 
     @property
@@ -142,7 +143,7 @@ class SeqRecDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------ identity
     @property
     def identity(self) -> dict:
-        """The identity of the converted data (:func:`sracl_lightning.processed.data_identity`)."""
+        """The identity of the converted data (:func:`sracl_lightning.datasets.processed.data_identity`)."""
         return processed.data_identity(self.stats)
 
     def state_dict(self) -> dict:
@@ -212,6 +213,15 @@ class SeqRecDataModule(L.LightningDataModule):
         for split in splits:
             if split not in self.datasets:
                 self.datasets[split] = self.build_samples(split)
+
+    def training_context(self, device: torch.device | str = "cpu") -> TrainingContext:
+        """What a method's objectives may read before training (:class:`TrainingContext`): the training samples
+        and, with a semantic profile, its frozen tables. Needs :meth:`setup` for ``"fit"`` first."""
+        if "train" not in self.datasets:
+            raise RuntimeError("training_context() needs the training samples: call setup('fit') first")
+        return TrainingContext(num_items=self.num_items, max_len=self.max_len, train_samples=self.datasets["train"],
+                               semantic=self.semantic if self.semantic_profile is not None else None,
+                               device=torch.device(device))
 
     def build_samples(self, split: Split) -> SequenceSamples:
         """The dataset of one split; training samples carry their neighbours when a semantic profile is set."""

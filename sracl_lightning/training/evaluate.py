@@ -17,10 +17,10 @@ from typing import Literal
 import lightning as L
 from jsonargparse import auto_cli
 
-from sracl_lightning.cli_errors import OneLineArgumentParser, run_cli
 from sracl_lightning.distributed import shutdown_process_group
-from sracl_lightning.results import write_results
-from sracl_lightning.trained import load_run
+from sracl_lightning.training.cli_errors import OneLineArgumentParser, run_cli
+from sracl_lightning.training.results import write_results
+from sracl_lightning.training.trained import load_run
 
 
 def evaluate(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 from sracl_lightning.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
 
 #: Columns of the Markdown row: the paper's tables report HR/NDCG at 10 and 20; MRR@10 selects checkpoints.
 TABLE_COLUMNS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr@10")
@@ -45,5 +49,5 @@ def write_results(
     protocol_line = "; ".join(f"{k}={v}" for k, v in protocol.items())
     table = f"{markdown_header()}\n{markdown_row(label, values)}\n"
     atomic_write_text(md_path, f"<!-- protocol: {protocol_line} -->\n{table}")
-    print(f"\n{split} results ({protocol_line})\n{table}wrote {json_path} and {md_path}")
+    log.info(f"\n{split} results ({protocol_line})\n{table}wrote {json_path} and {md_path}")
     return json_path, md_path

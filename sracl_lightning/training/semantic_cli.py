@@ -19,7 +19,7 @@ import sys
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from sracl_lightning.resources import with_packaged_configs
-from sracl_lightning.semantic import SemanticStage
+from sracl_lightning.semantic.stage import SemanticStage
 
 
 def build_stage(argv: list[str] | None = None, prog: str | None = None) -> SemanticStage:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import sys
 
-from sracl_lightning.cli import SRACLCLI
-from sracl_lightning.cli_errors import run_cli
 from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.resources import with_packaged_configs
-from sracl_lightning.results import write_results
+from sracl_lightning.training.cli import SRACLCLI
+from sracl_lightning.training.cli_errors import run_cli
+from sracl_lightning.training.results import write_results
 
 
 def main() -> None:

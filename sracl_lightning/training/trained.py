@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from sracl_lightning.datamodule import SeqRecDataModule
+from sracl_lightning.datasets.sequences import DataFormatError
 from sracl_lightning.errors import DataMismatchError
-from sracl_lightning.module import SRACLModule
-from sracl_lightning.sequences import DataFormatError
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.training.datamodule import SeqRecDataModule
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +39,25 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def load_trained(path: str | Path, map_location: str | torch.device = "cpu", **overrides: object) -> SRACLModule:
-    """Load a checkpoint written by ``train.py``, whatever :class:`SRACLModule` subclass it holds.
+    """Load a checkpoint written by ``train.py`` as the :class:`SRACLModule` class it names.
 
-    The subclass named in the checkpoint is imported first when it belongs to this package (Lightning refuses to
-    import classes by name from a checkpoint); a subclass of your own must be imported before calling this.
-    Checkpoints written before the CL weights were arguments hold the backbone alone; they load with the
-    constructor's defaults, α = β = 0.
+    The class named in the checkpoint (``_class_path``) is imported first when it belongs to this package, old
+    module paths included (``sracl_lightning.MOVED_MODULES``); a subclass of your own must be imported before calling
+    this. Checkpoints without a class name load as :class:`SRACLModule`.
 
     Raises:
         FileNotFoundError, DataFormatError: as :func:`read_checkpoint`.
+        DataFormatError: The checkpoint names a class that is not an :class:`SRACLModule`.
     """
     class_path = str(read_checkpoint(path)["hyper_parameters"].get("_class_path", ""))
+    cls = SRACLModule
     if class_path.startswith("sracl_lightning."):
-        importlib.import_module(class_path.rsplit(".", 1)[0])
-    return SRACLModule.load_from_checkpoint(path, map_location=map_location, **overrides)
+        module, _, name = class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, SRACLModule)):
+            raise DataFormatError(Path(path), f"names model class {class_path}, which is not an SRACLModule")
+    # Lightning's load_from_checkpoint builds the class it is called on, so call it on the checkpoint's class.
+    return cls.load_from_checkpoint(path, map_location=map_location, **overrides)
 
 
 def load_run(ckpt_path: str | Path, *, source_root: str | None = None, data_root: str | None = None,
