@@ -239,7 +239,13 @@ def test_table_specs_are_checked_and_every_shipped_one_plans(project):
     assert slug("w/o L_CS") == "wo_l_cs" and slug("DuoRec + SRA-CL") == "duorec_sra_cl"
     for path in sorted((REPO_ROOT / "configs" / "tables").glob("*.yaml")):
         spec = load_table_spec(path)
-        runs = plan(spec, seeds=[2024], out_root=project / "plans")  # every config file it names exists
+        # Every config file a row names exists for every dataset of the spec ...
+        missing = [(row.name, dataset, config) for row in spec.rows for dataset in row.only or spec.datasets
+                   for config in row.configs if not (REPO_ROOT / config.format(dataset=dataset)).is_file()]
+        assert not missing, (path.name, missing)
+        # ... and every row resolves to a configuration train.py accepts (a key), one run folder per run. Planning
+        # parses each configuration (about 0.3 s), so one dataset per spec is planned.
+        runs = plan(spec, datasets=spec.datasets[:1], seeds=[2024], out_root=project / "plans")
         assert runs and len({r.directory for r in runs}) == len(runs), path.name
 
 

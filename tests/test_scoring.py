@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 
 from sracl_lightning.models.metrics import target_ranks
-from sracl_lightning.models.scoring import score_items
+from sracl_lightning.models.scoring import rank_targets, score_items
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +37,29 @@ def test_excluded_columns_are_minus_inf_except_the_kept_one() -> None:
 def test_float32_from_bf16() -> None:
     scores = score_items(H.bfloat16(), ITEMS.bfloat16())
     assert scores.dtype == torch.float32
+
+
+def test_ranks_by_hand() -> None:
+    # Row 0 scores [1, 2, 3]: target item 2 (column 1) has item 3 above it -> rank 2; row 1 scores [0, -1, -1]:
+    # target column 2 ties with column 1, which counts as above it -> rank 3 (pessimistic).
+    score = partial(score_items, item_embeddings=ITEMS)
+    assert rank_targets(H, torch.tensor([1, 2]), lambda h, e, k, out: score(h, exclude=e, keep=k, out=out)).tolist() \
+        == [2, 3]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 64])
+def test_chunked_ranks_equal_the_one_matrix_rule(chunk_size) -> None:
+    generator = torch.Generator().manual_seed(0)
+    b, n, d = 10, 40, 4
+    h = torch.randint(-2, 3, (b, d), generator=generator).float()  # small integers: many exact ties
+    items = torch.randint(-2, 3, (n, d), generator=generator).float()
+    target = torch.randint(0, n, (b,), generator=generator)
+    exclude = torch.randint(-1, n, (b, 6), generator=generator)  # repeats, -1 padding, sometimes the target
+    exclude[0, :2] = target[0]
+
+    def score(h_chunk, exclude_chunk, keep, out):
+        return score_items(h_chunk, items, exclude_chunk, keep, out=out)
+
+    for excluded in (None, exclude):
+        expected = target_ranks(score_items(h, items), target, excluded)
+        assert torch.equal(rank_targets(h, target, score, excluded, chunk_size=chunk_size), expected)

@@ -170,9 +170,13 @@ def test_llm_summaries_are_embedded_and_cached(stage_args):
     manifest = read_manifest(stage.out / "user_embeddings.npy")
     assert manifest["params"]["text_source"]["llm"] == {"backend": "recording", "model": "test"}
 
-    # Same LLM settings, another profile: every answer comes from the cache, none is asked again.
+    # Same LLM settings, another profile: every answer comes from the cache, none is asked again (the summaries
+    # alone, without embedding them a second time).
     again = RecordingBackend()
-    SemanticStage(**{**args, "summarizer": again, "profile": "llm2"}).run()
+    other = SemanticStage(**{**args, "summarizer": again, "profile": "llm2"})
+    other.prepare()
+    assert len(other.item_texts()) == stage.sequences.num_items
+    assert len(other.user_texts()) == len(stage.prefix_positions)
     assert again.asked == 0
 
 

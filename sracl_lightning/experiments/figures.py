@@ -73,12 +73,12 @@ def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS
         exclude = (batch.history - 1).to(model.device) if model.mask_seen_items else None  # (B, H)
         target = batch.target - 1  # (B,)
         h = model(batch.input_ids.to(model.device))  # (B, D)
-        scores = model.item_scores(h, exclude, keep=target.to(model.device)).cpu()  # (B, N), seen items at -inf
+        ranks = model.target_ranks(h, target.to(model.device), exclude).cpu()  # (B,), evaluation's rule
         user_lengths = lengths[batch.user]  # (B,)
         for (low, high), metric in zip(groups, metrics.values(), strict=True):
             rows = (user_lengths >= low) & (user_lengths < (high if high is not None else math.inf))
             if rows.any():
-                metric.update(scores[rows], target[rows])
+                metric.update_ranks(ranks[rows])
     out = {}
     for label, metric in metrics.items():
         values = {k: float(v) for k, v in metric.compute().items()}

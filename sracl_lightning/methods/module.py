@@ -39,7 +39,7 @@ from sracl_lightning.methods.rec_losses import FullSoftmaxCrossEntropy, RecLoss
 from sracl_lightning.models.encoder import SequenceEncoder
 from sracl_lightning.models.metrics import RankingMetrics
 from sracl_lightning.models.sasrec import SASRec
-from sracl_lightning.models.scoring import score_items
+from sracl_lightning.models.scoring import rank_targets, score_items
 
 #: Builds an encoder from ``(num_items, max_len)``; in YAML, a ``class_path`` plus the other ``init_args``.
 EncoderFactory = Callable[[int, int], SequenceEncoder]
@@ -187,7 +187,8 @@ class SRACLModule(L.LightningModule):
             raise UsageError(f"model.init_args.optimizer: {error}") from None
 
     # --------------------------------------------------------------------------------------------- evaluation
-    def item_scores(self, h: Tensor, exclude: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
+    def item_scores(self, h: Tensor, exclude: Tensor | None = None, keep: Tensor | None = None,
+                    out: Tensor | None = None) -> Tensor:
         """Scores of all items (B, N) in fp32, ``-inf`` at the ``exclude`` columns but ``keep``'s.
 
         See :func:`sracl_lightning.models.scoring.score_items`, the rule evaluation, figures and serving share.
@@ -196,8 +197,14 @@ class SRACLModule(L.LightningModule):
             h: (B, D) user representations.
             exclude: (B, H) optional columns (item id - 1) to mask, ``-1`` for none.
             keep: (B,) optional column per row never masked (the evaluation target).
+            out: optional (B, N) float32 buffer to write into.
         """
-        return score_items(h, self.encoder.item_embeddings(), exclude, keep)
+        return score_items(h, self.encoder.item_embeddings(), exclude, keep, out=out)
+
+    def target_ranks(self, h: Tensor, target: Tensor, exclude: Tensor | None = None) -> Tensor:
+        """1-based pessimistic ranks (B,) of the ``target`` columns under :meth:`item_scores`, computed block by block
+        (:func:`~sracl_lightning.models.scoring.rank_targets`), never holding a (B, N) score matrix."""
+        return rank_targets(h, target, self.item_scores, exclude)
 
     def _update_ranking(self, metric: RankingMetrics, batch: SeqBatch) -> None:
         exclude = None
@@ -206,7 +213,7 @@ class SRACLModule(L.LightningModule):
                 raise ValueError("mask_seen_items needs evaluation batches that carry the history")
             exclude = batch.history - 1  # (B, H); padding 0 -> -1 = nothing to exclude
         target = batch.target - 1  # (B,)
-        metric.update(self.item_scores(self(batch.input_ids), exclude, keep=target), target)  # (B, N) scores
+        metric.update_ranks(self.target_ranks(self(batch.input_ids), target, exclude))
 
     def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._update_ranking(self.val_metrics, batch)
