@@ -35,6 +35,7 @@ _PUBLIC = {
     "MethodDims": "sracl_lightning.methods.parts",
     "TrainingContext": "sracl_lightning.methods.parts",
     "Objective": "sracl_lightning.methods.parts",
+    "Part": "sracl_lightning.methods.parts",
     "RecLoss": "sracl_lightning.methods.rec_losses",
     "FullSoftmaxCrossEntropy": "sracl_lightning.methods.rec_losses",
     "InfoNCE": "sracl_lightning.methods.losses",

@@ -86,7 +86,30 @@ class TrainingContext:
         return self.semantic
 
 
-class Objective(nn.Module, ABC):
+class Part(nn.Module):
+    """A piece of a method, built as ``cls(dims, ...)``: an objective, a positive or neighbour source, a view
+    generator. The hooks below do nothing unless a part overrides them; a part calls them on its own parts.
+
+    Args:
+        dims: The module's sizes.
+    """
+
+    def __init__(self, dims: MethodDims) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def setup(self, context: TrainingContext) -> None:
+        """Fetch the frozen data this part reads (as non-persistent buffers); called before training."""
+
+    def on_train_epoch_start(self, encoder: SequenceEncoder) -> None:
+        """Called at the start of every training epoch (a memory bank rebuilds itself here)."""
+
+    def describe(self) -> str:
+        """What the part does, for the printed protocol."""
+        return type(self).__name__
+
+
+class Objective(Part, ABC):
     """One weighted training term: ``weight · forward(batch, h, encoder)`` is added to the recommendation loss.
 
     An objective is built as ``cls(dims, ...)`` and exists because the config lists it: with ``weight`` 0 it keeps
@@ -101,16 +124,9 @@ class Objective(nn.Module, ABC):
     name: str = "objective"
 
     def __init__(self, dims: MethodDims, weight: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(dims)
         check_at_least(f"{type(self).__name__}.weight", weight, 0)
-        self.dims = dims
         self.weight = weight
-
-    def setup(self, context: TrainingContext) -> None:
-        """Fetch the frozen data this objective reads (as non-persistent buffers); called before training."""
-
-    def on_train_epoch_start(self, encoder: SequenceEncoder) -> None:
-        """Called at the start of every training epoch (a memory bank rebuilds itself here)."""
 
     @abstractmethod
     def forward(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> Tensor:
@@ -121,10 +137,6 @@ class Objective(nn.Module, ABC):
             h: ``(B, D)`` the recommendation pass's representations of ``batch.input_ids`` (with gradient).
             encoder: The module's encoder, for more passes.
         """
-
-    def describe(self) -> str:
-        """What the term computes, for the printed protocol (e.g. ``"L_CS (positive: ...)"``)."""
-        return type(self).__name__
 
 
 #: Builds an objective from the module's sizes; in YAML a ``class_path`` plus the ``init_args`` after ``dims``.

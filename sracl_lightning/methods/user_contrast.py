@@ -19,34 +19,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sracl_lightning.datasets.batch import SeqBatch
 from sracl_lightning.distributed import all_gather_rows
 from sracl_lightning.errors import UsageError, check_at_least, check_in_range
 from sracl_lightning.methods.losses import InfoNCE
-from sracl_lightning.methods.parts import MethodDims, Objective, TrainingContext
+from sracl_lightning.methods.parts import MethodDims, Objective, Part, TrainingContext
 from sracl_lightning.methods.synthesizer import SampleSynthesizer
 from sracl_lightning.models.encoder import SequenceEncoder
 
 
 # ------------------------------------------------------------------------------------------ neighbour sources
-class NeighbourSource(nn.Module):
+class NeighbourSource(Part):
     """Where L_CS gets the anchor ``h_u`` and the neighbours' ``h_u'`` from: the cost mode.
 
     Args:
         dims: The module's sizes.
     """
-
-    def __init__(self, dims: MethodDims) -> None:
-        super().__init__()
-        self.dims = dims
-
-    def setup(self, context: TrainingContext) -> None:
-        """Fetch what the source reads; called before training."""
-
-    def on_train_epoch_start(self, encoder: SequenceEncoder) -> None:
-        """Called at the start of every training epoch."""
 
     def anchor(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> Tensor:
         """``h_u`` (B, D) of the anchors, given the recommendation pass ``h`` (B, D)."""
@@ -59,9 +49,6 @@ class NeighbourSource(nn.Module):
     def hidden_of(self, batch: SeqBatch, picks: Tensor, encoder: SequenceEncoder) -> Tensor:
         """``h_u'`` (B, D) of one neighbour per anchor, ``picks`` (B,) its column in 0..K-1."""
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 class EncodedNeighbours(NeighbourSource):
@@ -158,22 +145,15 @@ class MemoryBank(NeighbourSource):
 
 
 # ------------------------------------------------------------------------------------------- positive sources
-class PositiveSource(nn.Module):
+class PositiveSource(Part):
     """What L_CS contrasts the anchor with: ``forward(batch, neighbours, encoder) -> (B, D)``.
 
     Args:
         dims: The module's sizes.
     """
 
-    def __init__(self, dims: MethodDims) -> None:
-        super().__init__()
-        self.dims = dims
-
     def forward(self, batch: SeqBatch, neighbours: NeighbourSource, encoder: SequenceEncoder) -> Tensor:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 class SynthesizedPositive(PositiveSource):

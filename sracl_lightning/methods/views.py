@@ -20,36 +20,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sracl_lightning.datasets.batch import SeqBatch
 from sracl_lightning.errors import check_in_range
 from sracl_lightning.methods.losses import InfoNCE
-from sracl_lightning.methods.parts import MethodDims, Objective, TrainingContext
+from sracl_lightning.methods.parts import MethodDims, Objective, Part, TrainingContext
 from sracl_lightning.methods.substitution import check_item_neighbours, substitute_items, substitution_mask
 from sracl_lightning.methods.synthesizer import SampleSynthesizer
 from sracl_lightning.models.encoder import SequenceEncoder
 
 
-class ViewGenerator(nn.Module):
+class ViewGenerator(Part):
     """Two encoded views of each training window: ``forward(batch, h, encoder) -> ((B, D), (B, D))``.
 
     Args:
         dims: The module's sizes.
     """
 
-    def __init__(self, dims: MethodDims) -> None:
-        super().__init__()
-        self.dims = dims
-
-    def setup(self, context: TrainingContext) -> None:
-        """Fetch the frozen data the generator reads; called before training."""
-
     def forward(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 class IdViews(ViewGenerator):
