@@ -38,7 +38,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, workers: list[str], *,
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"],
                         help="auto: the GPU when CUDA is available")
-    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed"])
+    parser.add_argument("--precisions", nargs="+", default=None,
+                        help="default: 32-true, and bf16-mixed where bf16 is native (a GPU, or a CPU with "
+                             "AVX512-BF16 or AMX); emulated bf16 matmuls are many times slower than fp32")
     parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
 
@@ -49,6 +51,23 @@ def resolve_accelerator(args: argparse.Namespace) -> None:
         import torch
 
         args.accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def native_bf16(accelerator: str) -> bool:
+    """Whether bf16 matmuls run natively on the accelerator (:func:`sracl_lightning.models.kernels.native_bf16`)."""
+    from sracl_lightning.models.kernels import native_bf16 as native
+
+    return native("cuda" if accelerator == "gpu" else "cpu")
+
+
+def precisions_to_measure(args: argparse.Namespace) -> list[str]:
+    """``--precisions``, or by default 32-true plus bf16-mixed where bf16 is native (said when it is left out)."""
+    if args.precisions:
+        return list(args.precisions)
+    if native_bf16(args.accelerator):
+        return ["32-true", "bf16-mixed"]
+    print("bf16 is emulated on this CPU (no AVX512-BF16 or AMX): measuring 32-true only (--precisions to force)")
+    return ["32-true"]
 
 
 def dataset_source(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -102,6 +121,7 @@ def machine_info(accelerator: str, **extra: object) -> dict:
     import torch
 
     return {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(accelerator),
             **extra, "accelerator": accelerator,
             "gpu": torch.cuda.get_device_name() if accelerator == "gpu" else None}
 

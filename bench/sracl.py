@@ -125,7 +125,7 @@ def main() -> None:
               "machine": common.machine_info(args.accelerator), "time": common.now(), "results": {}}
     rows = ["| precision | mode | s/step | s/epoch | × backbone | setup s | peak RSS MB |",
             "|---|---|---|---|---|---|---|"]
-    for precision in args.precisions:
+    for precision in common.precisions_to_measure(args):
         print(f"[{precision}]")
         figures = {mode: run_mode(mode, precision, args) for mode in args.modes}
         if "backbone" in figures:

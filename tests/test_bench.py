@@ -24,7 +24,7 @@ def run_script(name: str, *args: str) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-@pytest.mark.slow  # ~45 s: both bench scripts end to end
+@pytest.mark.slow  # ~60 s: both bench scripts end to end
 def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     common = ["--dataset", "synthetic", "--data_root", str(tmp_path / "processed"), "--output_dir",
               str(tmp_path / "results"), "--precisions", "32-true", "--warmup", "1", "--steps", "3",
@@ -33,15 +33,21 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     run_script("sracl.py", *common, "--modes", "backbone")
 
     backbone = json.loads((tmp_path / "results" / "backbone-synthetic.json").read_text())["results"]["32-true"]
-    for worker in ("reference_train", "project_train", "reference_rank", "project_rank"):
+    trained = ("reference_train", "encoder_train", "project_train", "project_train_eager", "project_ddp")
+    for worker in (*trained, "reference_rank", "project_rank"):
         assert backbone[worker]["peak_rss_mb"] > 0
-    for worker in ("reference_train", "project_train"):
+    assert backbone["project_ddp"]["processes"] == 2 and backbone["project_train"]["processes"] == 1
+    for worker in trained:
         figures = backbone[worker]
         assert figures["steps_measured"] == 3 and figures["s_per_epoch"] > 0
         assert math.isclose(figures["samples_per_s"], 3 * 256 / figures["seconds_measured"])
     assert backbone["project_rank"]["users_per_s"] > 0
     assert math.isclose(backbone["ratios"]["train_epoch_project_over_reference"],
                         backbone["project_train"]["s_per_epoch"] / backbone["reference_train"]["s_per_epoch"])
+    assert math.isclose(backbone["ratios"]["train_epoch_project_over_own_encoder_loop"],
+                        backbone["project_train"]["s_per_epoch"] / backbone["encoder_train"]["s_per_epoch"])
+    assert math.isclose(backbone["ratios"]["ddp_2x1_thread_samples_per_s_over_1x2_threads"],
+                        backbone["project_ddp"]["samples_per_s"] / backbone["project_train"]["samples_per_s"])
 
     sracl = json.loads((tmp_path / "results" / "sracl-synthetic.json").read_text())
     mode = sracl["results"]["32-true"]["backbone"]
@@ -51,5 +57,6 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     run_script("summary.py", "--results", str(tmp_path / "results"))
     summary = (tmp_path / "results" / "SUMMARY.md").read_text()
     assert "## Backbone: synthetic" in summary and "## SRA-CL cost modes: synthetic" in summary
-    assert f"| 32-true | {backbone['project_train']['s_per_epoch']:.1f} |" in summary
+    assert (f"| 32-true | project (Lightning, data pipeline) | {backbone['project_train']['s_per_epoch']:.1f} |"
+            in summary)
     assert "| n/a |" in summary  # no GPU peak on a CPU run

@@ -36,6 +36,7 @@ from sracl_lightning.datasets.batch import SeqBatch
 from sracl_lightning.errors import DataMismatchError, InvalidArgumentError, UsageError, check_at_least
 from sracl_lightning.methods.parts import MethodDims, Objective, ObjectiveFactory, TrainingContext
 from sracl_lightning.methods.rec_losses import FullSoftmaxCrossEntropy, RecLoss
+from sracl_lightning.models import kernels
 from sracl_lightning.models.encoder import SequenceEncoder
 from sracl_lightning.models.metrics import RankingMetrics
 from sracl_lightning.models.sasrec import SASRec
@@ -68,6 +69,9 @@ class SRACLModule(L.LightningModule):
             weight β); ``None``: none.
         base_objective: The base method's own objective, to which SRA-CL's are added (e.g.
             :class:`~sracl_lightning.methods.duorec.DuoRecContrast`); ``None``: none.
+        fused_kernels: Train with the faster computations of :mod:`sracl_lightning.models.kernels` (the output
+            layer fused with its loss and gradient, dropout by a uniform draw); ``False``: PyTorch's eager ops bit
+            for bit, as runs made before they existed. Not part of the model: a checkpoint loads either way.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class SRACLModule(L.LightningModule):
         user_contrast: ObjectiveFactory | None = None,
         item_contrast: ObjectiveFactory | None = None,
         base_objective: ObjectiveFactory | None = None,
+        fused_kernels: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -93,6 +98,7 @@ class SRACLModule(L.LightningModule):
         self.num_items = num_items
         self.max_len = max_len
         self.mask_seen_items = mask_seen_items
+        self.fused_kernels = fused_kernels
         self.optimizer_factory = optimizer
         self.encoder = self.build_encoder(encoder)
         self.dims = MethodDims(num_items, max_len, self.encoder.hidden_size, semantic_dim)
@@ -168,7 +174,8 @@ class SRACLModule(L.LightningModule):
         return terms
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
-        terms = self.loss_terms(batch)
+        with kernels.fused_kernels(self.fused_kernels):  # a subclass overriding training_step keeps this line
+            terms = self.loss_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
         size = len(batch)
         # The step value is this rank's own (progress bar, step logs): no collective on the training path. Epoch

@@ -7,11 +7,11 @@ Shapes: B batch, D hidden, N items.
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sracl_lightning.datasets.batch import SeqBatch
 from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.kernels import linear_cross_entropy
 
 
 class RecLoss(nn.Module):
@@ -28,12 +28,12 @@ class RecLoss(nn.Module):
 class FullSoftmaxCrossEntropy(RecLoss):
     """Cross-entropy over all N items (the paper's and the released code's ``L_rec``, docs/method.md#backbone).
 
-    Padding and the encoder's extra tokens are never classes: the logits are ``h @ item_embeddings().T``.
+    Padding and the encoder's extra tokens are never classes: the logits are ``h @ item_embeddings().T`` (B, N),
+    computed with their loss and gradient block by block (:func:`~sracl_lightning.models.kernels.linear_cross_entropy`).
     """
 
     def forward(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> Tensor:
-        logits = h @ encoder.item_embeddings().T  # (B, D) @ (D, N) -> (B, N)
-        return F.cross_entropy(logits, batch.target - 1)
+        return linear_cross_entropy(h, encoder.item_embeddings(), batch.target - 1)
 
     def describe(self) -> str:
         return "full-softmax cross-entropy"

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_warn
 
 from sracl_lightning.datasets.catalog import resolve
 from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.models.kernels import native_bf16
 from sracl_lightning.resources import default_config
 from sracl_lightning.training.callbacks import EpochEndCheckpoint, RandomState
 from sracl_lightning.training.cli_errors import CLI_OWNERS, SRACLArgumentParser, rejected_value
@@ -71,6 +74,7 @@ class SRACLCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config.trainer
+        warn_if_emulated_bf16(str(trainer.precision), str(trainer.accelerator))
         if trainer.logger is None:
             trainer.logger = default_loggers(self.config)
         callbacks = trainer.callbacks or []
@@ -80,6 +84,16 @@ class SRACLCLI(LightningCLI):
             callbacks = trainer.callbacks = [*callbacks, Namespace(class_path=rng_state)]
         if trainer.enable_progress_bar is not False and not any("ProgressBar" in c.class_path for c in callbacks):
             trainer.callbacks = [*callbacks, Namespace(class_path="lightning.pytorch.callbacks.RichProgressBar")]
+
+
+def warn_if_emulated_bf16(precision: str, accelerator: str) -> None:
+    """One warning when bf16 is asked for on a CPU whose bf16 matmuls are emulated (slower than fp32, not faster)."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision.startswith("bf16") and on_cpu and not native_bf16("cpu"):
+        capability = torch.backends.cpu.get_cpu_capability()
+        rank_zero_warn(f"--trainer.precision {precision} on a CPU without native bf16 ({capability}, no AVX512-BF16 "
+                       "or AMX): its bf16 matmuls are emulated and several times slower than fp32 here; "
+                       "--trainer.precision 32-true is faster on this machine")
 
 
 def default_loggers(config: Namespace) -> list[Namespace]:
