@@ -1,7 +1,8 @@
 """Multi-process training and evaluation on CPU (gloo), the stand-in for multi-GPU DDP.
 
-Runs the real entry points in subprocesses, as a user would: train.py with 2 DDP processes under bf16-mixed, then
-evaluate.py on its best checkpoint with 1 and with 2 processes. The metrics must agree exactly: every user counted once.
+Runs the real entry points in subprocesses, as a user would: train.py with 2 DDP processes, then evaluate.py on its
+best checkpoint with 1 and with 2 processes (bf16-mixed is tested in one process, tests/test_cli.py: on a CPU without
+native bf16 it is emulated and slow). The metrics must agree exactly: every user counted once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic
          "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
          "--data.data_root", str(tmp_path / "processed"), "--trainer.default_root_dir", str(tmp_path / "runs"),
          "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-         "--trainer.precision", "bf16-mixed",  # the multi-GPU command line of the README, on CPU
          "--trainer.limit_test_batches", "1.0", "--trainer.limit_val_batches", "1.0",
          "--trainer.enable_progress_bar", "false",
          # 301 users on 2 ranks: Lightning's default sampler would pad with a repeated user
@@ -47,8 +47,8 @@ def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic
     assert one["users"] == two["users"] == 301
     for key, value in one.items():
         assert two[key] == pytest.approx(value, abs=1e-6), key
-        # train.py tested under bf16 autocast (fp32 scores, bf16 encoder): a near-tie may flip for a user or two.
-        assert trained["metrics"][key] == pytest.approx(value, abs=0.01), key
+        # train.py tested in its own process group, evaluate.py in another: the same weights, the same metrics.
+        assert trained["metrics"][key] == pytest.approx(value, abs=1e-6), key
 
 
 SRACL_DETERMINISTIC = """\
