@@ -36,8 +36,8 @@ from sracl_lightning.datasets.batch import SeqBatch
 from sracl_lightning.errors import DataMismatchError, InvalidArgumentError, UsageError, check_at_least
 from sracl_lightning.methods.parts import MethodDims, Objective, ObjectiveFactory, TrainingContext
 from sracl_lightning.methods.rec_losses import FullSoftmaxCrossEntropy, RecLoss
-from sracl_lightning.models import kernels
 from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.kernels import fused_kernels
 from sracl_lightning.models.metrics import RankingMetrics
 from sracl_lightning.models.sasrec import SASRec
 from sracl_lightning.models.scoring import rank_targets, score_items
@@ -174,7 +174,7 @@ class SRACLModule(L.LightningModule):
         return terms
 
     def training_step(self, batch: SeqBatch, batch_idx: int) -> Tensor:
-        with kernels.fused_kernels(self.fused_kernels):  # a subclass overriding training_step keeps this line
+        with fused_kernels(self.fused_kernels):  # a subclass overriding training_step keeps this line
             terms = self.loss_terms(batch)
         loss = torch.stack(list(terms.values())).sum()
         size = len(batch)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sracl_lightning.models import kernels
+from sracl_lightning.models.kernels import Dropout
 
 #: The released code's ``xavier_uniform_`` gain for W and a (≈ √2).
 XAVIER_GAIN = 1.414
@@ -57,7 +57,7 @@ class SampleSynthesizer(nn.Module):
         self.negative_slope = negative_slope
         self.adapter = nn.Parameter(torch.empty(semantic_dim, hidden_size))  # W, (E, D), applied as h̃ @ W
         self.attention = nn.Parameter(torch.empty(2 * hidden_size, 1))  # a = [a_query; a_key], (2D, 1)
-        self.dropout = kernels.Dropout(attention_dropout)
+        self.dropout = Dropout(attention_dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sracl_lightning.models import kernels
 from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.kernels import Dropout
 
 
 def left_align(input_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,7 +88,7 @@ class GRU4Rec(SequenceEncoder):
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         self.max_len = max_len
-        self.embedding_dropout = kernels.Dropout(embedding_dropout)
+        self.embedding_dropout = Dropout(embedding_dropout)
         self.gru = nn.GRU(hidden_size, gru_hidden_size, num_layers=num_layers, bias=gru_bias, batch_first=True)
         self.dense = nn.Linear(gru_hidden_size, hidden_size)
         self.reset_parameters()

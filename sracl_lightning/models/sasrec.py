@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sracl_lightning.models import kernels
 from sracl_lightning.models.encoder import SequenceEncoder
+from sracl_lightning.models.kernels import Dropout, attention
 
 #: RecBole's additive mask value; exp(-10000) underflows to exactly 0 in fp32.
 MASK_VALUE = -10000.0
@@ -38,7 +38,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size)
         self.attn_dropout = attn_dropout
         self.dense = nn.Linear(hidden_size, hidden_size)
-        self.dropout = kernels.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -49,7 +49,7 @@ class SelfAttention(nn.Module):
         """Attend from ``query`` (B, Lq, D) to ``memory`` (B, L, D) under the additive ``bias`` (B, 1, Lq, L)."""
         q, k, v = self._heads(self.query(query)), self._heads(self.key(memory)), self._heads(self.value(memory))
         dropout = self.attn_dropout if self.training else 0.0
-        context = kernels.attention(q, k, v, bias.to(q.dtype), dropout)  # (B, A, Lq, Dh)
+        context = attention(q, k, v, bias.to(q.dtype), dropout)  # (B, A, Lq, Dh)
         context = context.transpose(1, 2).flatten(2)  # (B, Lq, D)
         return self.norm(self.dropout(self.dense(context)) + query)
 
@@ -61,7 +61,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.dense_in = nn.Linear(hidden_size, inner_size)
         self.dense_out = nn.Linear(inner_size, hidden_size)
-        self.dropout = kernels.Dropout(hidden_dropout)
+        self.dropout = Dropout(hidden_dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -118,7 +118,7 @@ class SASRec(SequenceEncoder):
         self.max_len = max_len
         self.position_embedding = nn.Embedding(max_len, hidden_size)
         self.embedding_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.embedding_dropout = kernels.Dropout(hidden_dropout)
+        self.embedding_dropout = Dropout(hidden_dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_size, num_heads, inner_size, hidden_dropout, attn_dropout, layer_norm_eps)
             for _ in range(num_layers)
