@@ -70,6 +70,25 @@ def precisions_to_measure(args: argparse.Namespace) -> list[str]:
     return ["32-true"]
 
 
+#: SRA-CL's cost modes -> the class of L_CS's neighbour source (docs/method.md#cost-modes); None: the backbone.
+COST_MODES = {"backbone": None, "faithful": "EncodedNeighbours", "memory_bank": "MemoryBank"}
+
+
+def sracl_objectives(mode: str) -> dict:
+    """The ``SRACLModule`` objectives of SRA-CL as configs/sracl/*.yaml (α = β = 0.1) in the cost ``mode`` of
+    :data:`COST_MODES`; none for ``"backbone"``."""
+    neighbours = COST_MODES[mode]
+    if neighbours is None:
+        return {}
+    from functools import partial
+
+    import sracl_lightning
+
+    return {"user_contrast": partial(sracl_lightning.UserContrast, weight=0.1,
+                                     neighbours=getattr(sracl_lightning, neighbours)),
+            "item_contrast": partial(sracl_lightning.ViewContrast, weight=0.1)}
+
+
 def dataset_source(args: argparse.Namespace) -> tuple[str, str | None]:
     """``(dataset, source_format)`` for ``SeqRecDataModule``: the embedded synthetic file or a catalog name."""
     return (str(SYNTHETIC), "amazon") if args.dataset == "synthetic" else (args.dataset, None)

@@ -20,22 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported by path
 import common  # noqa: E402
 
-MODES = ("backbone", "memory_bank", "faithful")
-
 
 def build(args, data, fused: bool):
     """The module of ``args.mode`` (SRA-CL as configs/sracl/*.yaml in that cost mode) and its Adam."""
-    from functools import partial
-
     import torch
 
     import sracl_lightning
 
-    objectives = {}
-    if args.mode != "backbone":
-        neighbours = sracl_lightning.MemoryBank if args.mode == "memory_bank" else sracl_lightning.EncodedNeighbours
-        objectives = {"user_contrast": partial(sracl_lightning.UserContrast, weight=0.1, neighbours=neighbours),
-                      "item_contrast": partial(sracl_lightning.ViewContrast, weight=0.1)}
+    objectives = common.sracl_objectives(args.mode)
     torch.manual_seed(0)
     model = sracl_lightning.SRACLModule(num_items=data.num_items, max_len=data.max_len, fused_kernels=fused,
                                         semantic_dim=data.semantic_dim, **objectives)
@@ -53,7 +45,7 @@ def main() -> None:
     parser.add_argument("--source_root", default=str(common.REPO_ROOT.parent / "shared" / "data"))
     parser.add_argument("--data_root", default=str(common.REPO_ROOT / "data" / "processed"))
     parser.add_argument("--output_dir", default=str(common.REPO_ROOT / "bench" / "results"))
-    parser.add_argument("--mode", default="backbone", choices=MODES)
+    parser.add_argument("--mode", default="backbone", choices=list(common.COST_MODES))
     parser.add_argument("--profile", default="minilm_nollm", help="semantic profile of the SRA-CL modes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the runner's jobs use 1)")
     parser.add_argument("--batch_size", type=int, default=256)

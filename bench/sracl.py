@@ -28,26 +28,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when imported by path
 import common  # noqa: E402
 
-MODES = {  # mode -> (L_CS's neighbour source, None for the backbone alone; default measured steps)
-    "backbone": (None, 100),
-    "faithful": ("EncodedNeighbours", 12),
-    "memory_bank": ("MemoryBank", 60),
-}
+MODES = {"backbone": 100, "faithful": 12, "memory_bank": 60}  # cost mode (common.COST_MODES) -> default steps
 
 
 def worker(args) -> dict:
-    from functools import partial
-
     import lightning as L
     import torch
 
     import sracl_lightning
     from sracl_lightning.training.datamodule import SeqRecDataModule
 
-    neighbours, default_steps = MODES[args.worker]
-    steps = args.steps or default_steps
+    steps = args.steps or MODES[args.worker]
     dataset, fmt = common.dataset_source(args)
-    profile = args.profile if neighbours else None
+    profile = args.profile if args.worker != "backbone" else None
     data = SeqRecDataModule(dataset=dataset, source_format=fmt, source_root=args.source_root,
                             data_root=args.data_root, batch_size=args.batch_size, semantic_profile=profile,
                             num_neighbours=args.k if profile else None)
@@ -56,11 +49,7 @@ def worker(args) -> dict:
     data.setup("fit")
     load_s = time.perf_counter() - start  # windows, plus the semantic tables when a profile is set
 
-    objectives = {}
-    if neighbours:  # SRA-CL as configs/sracl/*.yaml, in this cost mode
-        objectives = {"user_contrast": partial(sracl_lightning.UserContrast, weight=0.1,
-                                               neighbours=getattr(sracl_lightning, neighbours)),
-                      "item_contrast": partial(sracl_lightning.ViewContrast, weight=0.1)}
+    objectives = common.sracl_objectives(args.worker)  # SRA-CL as configs/sracl/*.yaml, in this cost mode
     torch.manual_seed(0)
     model = sracl_lightning.SRACLModule(num_items=data.num_items, max_len=data.max_len,
                                         semantic_dim=data.semantic_dim, **objectives)
