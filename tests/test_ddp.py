@@ -1,8 +1,9 @@
 """Multi-process training and evaluation on CPU (gloo), the stand-in for multi-GPU DDP.
 
-Runs the real entry points in subprocesses, as a user would: train.py with 2 DDP processes, then evaluate.py on its
-best checkpoint with 1 and with 2 processes (bf16-mixed is tested in one process, tests/test_cli.py: on a CPU without
-native bf16 it is emulated and slow). The metrics must agree exactly: every user counted once.
+Runs the real entry points as a user would: train.py with 2 DDP processes, then its best checkpoint evaluated in 1
+process (default suite), or by evaluate.py with 1 and with 2 processes (slow). bf16-mixed is tested in one process,
+tests/test_cli.py: on a CPU without native bf16 it is emulated and slow. The metrics must agree exactly: every user
+counted once.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def run(args: list[str], cwd: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic_reviews) -> None:
+def train_with_two_processes(tmp_path: Path, synthetic_reviews: Path) -> dict:
+    """train.py with 2 DDP processes on the debug config; returns its ``test_metrics.json``."""
     run([str(REPO_ROOT / "train.py"), "--config", str(REPO_ROOT / "configs" / "debug.yaml"),
          "--data.dataset", str(synthetic_reviews), "--data.source_format", "amazon",
          "--data.data_root", str(tmp_path / "processed"), "--trainer.default_root_dir", str(tmp_path / "runs"),
@@ -37,18 +39,38 @@ def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic
          "--data.eval_batch_size", "7"], cwd=tmp_path)
     trained = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
     assert trained["metrics"]["users"] == 301
-    best = trained["checkpoint"]
+    return trained
+
+
+def assert_same_metrics(expected: dict[str, float], actual: dict[str, float]) -> None:
+    assert actual.keys() == expected.keys() and actual["users"] == 301
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_ddp_training_tests_every_user_once_as_one_process_does(tmp_path, synthetic_reviews) -> None:
+    """train.py's 2-process test pass and a 1-process evaluation of its best checkpoint give the same metrics."""
+    from tests.conftest import load_script
+
+    trained = train_with_two_processes(tmp_path, synthetic_reviews)
+    one = load_script("evaluate").evaluate(trained["checkpoint"], output_dir=str(tmp_path / "eval1"),
+                                           accelerator="cpu", eval_batch_size=13)
+    assert_same_metrics(trained["metrics"], {key.removeprefix("test/"): float(value) for key, value in one.items()})
+
+
+@pytest.mark.slow  # ~70 s (three subprocesses); the default suite keeps train.py's 2-process run against 1 process
+def test_ddp_two_processes_fit_test_and_single_process_agree(tmp_path, synthetic_reviews) -> None:
+    trained = train_with_two_processes(tmp_path, synthetic_reviews)
     for devices in ("1", "2"):
-        run([str(REPO_ROOT / "evaluate.py"), best, "--output_dir", str(tmp_path / f"eval{devices}"),
+        run([str(REPO_ROOT / "evaluate.py"), trained["checkpoint"], "--output_dir", str(tmp_path / f"eval{devices}"),
              "--accelerator", "cpu", "--devices", devices, "--strategy", "ddp" if devices == "2" else "auto",
              "--eval_batch_size", "13" if devices == "1" else "64"], cwd=tmp_path)
     one = json.loads((tmp_path / "eval1" / "test_metrics.json").read_text())["metrics"]
     two = json.loads((tmp_path / "eval2" / "test_metrics.json").read_text())["metrics"]
-    assert one["users"] == two["users"] == 301
-    for key, value in one.items():
-        assert two[key] == pytest.approx(value, abs=1e-6), key
-        # train.py tested in its own process group, evaluate.py in another: the same weights, the same metrics.
-        assert trained["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    # evaluate.py in one process and in two; train.py tested in its own process group: the same weights, the same
+    # metrics.
+    assert_same_metrics(one, two)
+    assert_same_metrics(one, trained["metrics"])
 
 
 SRACL_DETERMINISTIC = """\

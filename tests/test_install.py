@@ -149,6 +149,7 @@ def test_a_non_editable_install_ships_every_config_and_every_script(installed, t
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ~15 s (two train.py subprocesses); the installed resources probe above stays in the default
 def test_installed_sracl_train_prints_the_checkout_configuration(installed, tmp_path):
     """``sracl-train --print_config`` from an empty directory equals ``python train.py --print_config`` in the
     checkout: default.yaml is found, and nothing in it depends on where it is read from."""

@@ -191,6 +191,7 @@ def test_cli_errors_are_one_line(checkpoint, recommender, tmp_path, cli) -> None
         assert (exit_code, len(err)) == (code, 1) and err[0].startswith(start), (args, err)
 
 
+@pytest.mark.slow  # ~14 s (a subprocess); the CLI's JSON lines and one-line errors stay in the default suite
 def test_cli_stdout_is_only_json_even_when_the_root_logger_writes_to_stdout(checkpoint, recommender) -> None:
     """Lightning propagates its records to a configured root logger (here one on stdout, as many apps set up);
     the CLI still keeps its ``[data]`` lines off stdout, which carries only the JSON results."""

@@ -180,6 +180,7 @@ def test_resume_reproduces_the_uninterrupted_run(epoch, reference, tmp_path, syn
     assert_same_run(resumed, finished, interrupted_root=Path(finished.best_model_path).parents[3])
 
 
+@pytest.mark.slow  # ~13 s (a train.py subprocess killed, then resumed); resuming in process stays in the default
 def test_resume_after_kill_9_reproduces_the_uninterrupted_run(reference, tmp_path, synthetic_reviews,
                                                               data_root) -> None:
     finished, _ = reference

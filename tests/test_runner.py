@@ -258,7 +258,8 @@ def test_real_train_py_runs_and_tabulates(tmp_path, synthetic_reviews):
              "--data.data_root", str(tmp_path / "processed"), "--trainer.accelerator", "cpu",
              "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1"]
     runs = plan(spec, seeds=[0, 1], out_root=tmp_path / "out", extra_args=extra)
-    assert Runner(env={"OMP_NUM_THREADS": "1"}).run(runs) == []
+    # Two seeds at once, one thread each, as long runs are made (--jobs 2).
+    assert Runner(jobs=2, env={"OMP_NUM_THREADS": "1"}).run(runs) == []
     md, *_ = write_table(spec, runs, tmp_path / "debug")
     row = next(line for line in md.read_text().splitlines() if line.startswith("| w/o CL"))
     assert "| 2 |" in row and "mask_seen_items=False" in md.read_text()

@@ -101,7 +101,7 @@ class LegacySRACL(_Module):
                  mask_seen_items: bool = False, user_cl_weight: float = 0.0, item_cl_weight: float = 0.0,
                  semantic_dim: int | None = None, synthesizer_dropout: float = 0.0,
                  substitution_probability: float = 0.2, user_cl_loss_fn: InfoNCE | None = None,
-                 item_cl_loss_fn: InfoNCE | None = None, bank_batch_size: int = 4096) -> None:
+                 item_cl_loss_fn: InfoNCE | None = None, bank_batch_size: int = 1024) -> None:
         super().__init__(num_items, max_len, encoder, optimizer, metric_ks, mask_seen_items, semantic_dim,
                          **legacy_slots(type(self), user_cl_weight, item_cl_weight, synthesizer_dropout,
                                         substitution_probability, user_cl_loss_fn, item_cl_loss_fn,
@@ -163,7 +163,7 @@ class DuoRecModule(_Module):
                  mask_seen_items: bool = False, user_cl_weight: float = 0.0, item_cl_weight: float = 0.0,
                  semantic_dim: int | None = None, synthesizer_dropout: float = 0.0,
                  substitution_probability: float = 0.2, user_cl_loss_fn: InfoNCE | None = None,
-                 item_cl_loss_fn: InfoNCE | None = None, bank_batch_size: int = 4096, duorec_weight: float = 0.1,
+                 item_cl_loss_fn: InfoNCE | None = None, bank_batch_size: int = 1024, duorec_weight: float = 0.1,
                  duorec_temperature: float = 1.0, duorec_similarity: Similarity = "dot",
                  duorec_mask_same_target: bool = True) -> None:
         base = None if duorec_weight == 0 else partial(

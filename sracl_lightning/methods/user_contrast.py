@@ -85,10 +85,11 @@ class MemoryBank(NeighbourSource):
 
     Args:
         dims: The module's sizes.
-        batch_size: Prefixes per forward pass when the bank is rebuilt.
+        batch_size: Prefixes per forward pass when the bank is rebuilt. 1024 keeps a pass's activations in a CPU's
+            cache: Beauty's 131,413 prefixes take 4.9 s on 2 cores at 1024 or 512, 7.3 s at 4096.
     """
 
-    def __init__(self, dims: MethodDims, batch_size: int = 4096) -> None:
+    def __init__(self, dims: MethodDims, batch_size: int = 1024) -> None:
         super().__init__(dims)
         check_at_least("MemoryBank.batch_size", batch_size, 1)
         self.batch_size = batch_size
