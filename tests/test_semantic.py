@@ -58,10 +58,10 @@ STAGE_SETTINGS = {"source_format": "amazon", "profile": "test", "user_source": "
 
 @pytest.fixture(scope="module")
 def fresh_build(synthetic_reviews, tmp_path_factory) -> tuple[str, dict]:
-    """The stage built once from nothing: its data root and its report."""
+    """The stage built once from nothing (one thread: the module's autouse fixture comes first): its data root and
+    its report."""
     data_root = tmp_path_factory.mktemp("semantic") / "processed"
-    with intra_op_threads(1):
-        report = SemanticStage(dataset=str(synthetic_reviews), data_root=str(data_root), **STAGE_SETTINGS).run()
+    report = SemanticStage(dataset=str(synthetic_reviews), data_root=str(data_root), **STAGE_SETTINGS).run()
     return str(data_root), report
 
 
