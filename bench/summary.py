@@ -77,6 +77,17 @@ def sracl_section(name: str, payload: dict) -> list[str]:
     return [*lines, ""]
 
 
+def seed_packing_section(name: str, payload: dict) -> list[str]:
+    lines = [f"## Seed packing: {payload['dataset']}, {payload['threads']} thread(s) per process (`{name}`)", "",
+             machine_line(payload), "", "| path | K | ms/step | runs/hour × single |", "|---|---|---|---|"]
+    for key, r in payload["results"].items():
+        path, _, k = key.rpartition("_k")
+        ratio = r.get("runs_per_hour_over_single", 1.0)
+        lines.append(f"| {path or key} | {k if path else 1} | {r['s_per_step'] * 1e3:.1f} | {ratio:.2f} |")
+    return [*lines, "", "K copies of the model in one process: `stacked` vmaps one step over stacked parameters, "
+            "`shared_batch` steps the copies one after another on one batch. Packing pays above 1.", ""]
+
+
 def sections_of(files: list[Path], heading_level: str = "##") -> list[str]:
     sections: list[str] = []
     for path in files:
@@ -85,6 +96,8 @@ def sections_of(files: list[Path], heading_level: str = "##") -> list[str]:
             part = backbone_section(path.name, payload)
         elif path.name.startswith("sracl-"):
             part = sracl_section(path.name, payload)
+        elif path.name.startswith("seed_packing-"):
+            part = seed_packing_section(path.name, payload)
         else:
             continue
         sections += [line.replace("## ", f"{heading_level} ", 1) if line.startswith("## ") else line for line in part]

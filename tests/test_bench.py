@@ -24,13 +24,14 @@ def run_script(name: str, *args: str) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
 
 
-@pytest.mark.slow  # ~60 s: both bench scripts end to end
+@pytest.mark.slow  # ~90 s: the bench scripts end to end
 def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     common = ["--dataset", "synthetic", "--data_root", str(tmp_path / "processed"), "--output_dir",
               str(tmp_path / "results"), "--precisions", "32-true", "--warmup", "1", "--steps", "3",
               "--accelerator", "cpu"]
     run_script("backbone.py", *common)
     run_script("sracl.py", *common, "--modes", "backbone")
+    run_script("seed_packing.py", *common[:6], "--accelerator", "cpu", "--warmup", "1", "--steps", "2", "--packs", "2")
 
     backbone = json.loads((tmp_path / "results" / "backbone-synthetic.json").read_text())["results"]["32-true"]
     trained = ("reference_train", "encoder_train", "project_train", "project_train_eager", "project_ddp")
@@ -54,9 +55,16 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     assert mode["steps_measured"] == 3 and mode["s_per_epoch"] > 0 and mode["epoch_over_backbone"] == 1.0
     assert (tmp_path / "results" / "sracl-synthetic.md").read_text().count("| 32-true | backbone |") == 1
 
+    packing = json.loads((tmp_path / "results" / "seed_packing-synthetic.json").read_text())["results"]
+    assert set(packing) == {"single", "stacked_k2", "shared_batch_k2"}
+    for name in ("stacked_k2", "shared_batch_k2"):
+        assert math.isclose(packing[name]["runs_per_hour_over_single"],
+                            2 * packing["single"]["s_per_step"] / packing[name]["s_per_step"])
+
     run_script("summary.py", "--results", str(tmp_path / "results"))
     summary = (tmp_path / "results" / "SUMMARY.md").read_text()
     assert "## Backbone: synthetic" in summary and "## SRA-CL cost modes: synthetic" in summary
     assert (f"| 32-true | project (Lightning, data pipeline) | {backbone['project_train']['s_per_epoch']:.1f} |"
             in summary)
+    assert "## Seed packing: synthetic, 1 thread(s)" in summary
     assert "| n/a |" in summary  # no GPU peak on a CPU run
