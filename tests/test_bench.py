@@ -68,3 +68,20 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
             in summary)
     assert "## Seed packing: synthetic, 1 thread(s)" in summary
     assert "| n/a |" in summary  # no GPU peak on a CPU run
+
+
+@pytest.mark.slow  # ~240 s: bench/gpu.sh's whole sequence on the CPU; the scripts it calls are tested above
+def test_gpu_script_dry_mode_runs_every_step_on_cpu(tmp_path):
+    out = tmp_path / "gpu"
+    run = subprocess.run(["bash", str(REPO_ROOT / "bench" / "gpu.sh"), "dry", str(out)], capture_output=True,
+                         text=True, cwd=REPO_ROOT, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    backbone = json.loads((out / "backbone-synthetic.json").read_text())
+    assert backbone["machine"]["accelerator"] == "cpu" and set(backbone["results"]) == {"32-true"}
+    sracl = json.loads((out / "sracl-synthetic.json").read_text())
+    assert sracl["profile"] == "cooccurrence"
+    assert set(sracl["results"]["32-true"]) == {"backbone", "faithful", "memory_bank"}
+    assert "## SRA-CL cost modes: synthetic" in (out / "SUMMARY.md").read_text()
+    metrics = json.loads(next((out / "train").rglob("test_metrics.json")).read_text())
+    assert metrics["split"] == "test" and metrics["metrics"]["users"] == 2500
+    assert 0.0 <= metrics["metrics"]["ndcg@20"] <= metrics["metrics"]["hr@20"] <= 1.0
