@@ -11,6 +11,7 @@ import pytest
 
 from sracl_lightning.experiments.tables import (
     RunResult,
+    holm_adjust,
     mean_std,
     paired_t_test,
     read_run_result,
@@ -122,3 +123,28 @@ def test_one_seed_shows_the_mean_without_a_spread():
     markdown = to_markdown(summarize(results, baseline="w/o CL"), results, title="One seed", baseline="w/o CL")
     ours = next(line for line in markdown.splitlines() if line.startswith("| SRA-CL"))
     assert "| 1 | 0.0650 | 0.0300 | 0.1300 | 0.0600 |" in ours and "±" not in markdown and "p=" not in ours
+
+
+def test_holm_adjustment_by_hand():
+    # m = 4, sorted 0.01 < 0.02 < 0.03 < 0.5: 4·0.01 = 0.04, 3·0.02 = 0.06, max(0.06, 2·0.03) = 0.06, 1·0.5 = 0.5.
+    assert holm_adjust([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    assert holm_adjust([0.4, 0.9]) == pytest.approx([0.8, 0.9])  # capped at 1 and never below a smaller p's
+    assert holm_adjust([0.7, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+def test_holm_applies_to_the_rows_tested_against_the_baseline_per_dataset_and_metric():
+    results = [result("w/o CL", s, 0.120 + 0.001 * s, 0.050) for s in (0, 1, 2)]
+    results += [result("A", s, 0.125 + 0.001 * s + 0.001 * (s == 1), 0.052 + 0.0005 * s) for s in (0, 1, 2)]
+    results += [result("B", s, 0.121 + 0.002 * s, 0.049 + 0.001 * s) for s in (0, 1, 2)]
+    cells = {(c.row, c.metric): c for c in summarize(results, baseline="w/o CL")}
+    for metric in ("hr@20", "ndcg@20"):
+        raw = [cells[(row, metric)].p_value for row in ("A", "B")]
+        assert [cells[(row, metric)].p_holm for row in ("A", "B")] == pytest.approx(holm_adjust(raw))
+        assert cells[("w/o CL", metric)].p_holm is None
+    markdown = to_markdown(list(cells.values()), results, title="T", baseline="w/o CL")
+    assert "Holm's correction" in markdown and f"(Holm {cells[('A', 'hr@20')].p_holm:.3g})" in markdown
+    assert {r["p_holm"] != "" for r in csv.DictReader(io.StringIO(to_csv(list(cells.values()))))
+            if r["row"] != "w/o CL"} == {True}
+    # One row against the baseline is no family: no correction.
+    single = summarize([r for r in results if r.row != "B"], baseline="w/o CL")
+    assert all(c.p_holm is None for c in single)

@@ -16,7 +16,7 @@ import io
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 #: The metrics of the paper's Tables 1, 2, 4 and 5.
@@ -115,6 +115,9 @@ class Cell:
     std: float
     paper: float | None
     p_value: float | None  # paired t-test against the baseline row; None for the baseline itself or < 2 pairs
+    #: ``p_value`` after Holm's correction over the rows compared with the baseline on this dataset and metric;
+    #: None unless at least two rows are compared.
+    p_holm: float | None = None
 
     @property
     def relative_to_paper(self) -> float | None:
@@ -155,7 +158,34 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
                 p_value = None if test is None else test[1]
             cells.append(Cell(dataset, row, metric, seeds, mean, std,
                               paper.get(row, {}).get(dataset, {}).get(metric), p_value))
-    return cells
+    return holm_corrected(cells)
+
+
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the input's order: the i-th smallest of m becomes
+    ``max_{j <= i} min(1, (m - j + 1) · p_(j))``; rejecting where the adjusted p < α controls the family-wise error."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def holm_corrected(cells: Sequence[Cell]) -> list[Cell]:
+    """``cells`` with ``p_holm`` set wherever several rows of a dataset are tested against the baseline on one
+    metric (the family is those rows' tests)."""
+    families: dict[tuple[str, str], list[int]] = {}
+    for index, cell in enumerate(cells):
+        if cell.p_value is not None:
+            families.setdefault((cell.dataset, cell.metric), []).append(index)
+    out = list(cells)
+    for members in families.values():
+        if len(members) < 2:
+            continue
+        for index, adjusted in zip(members, holm_adjust([cells[i].p_value for i in members]), strict=True):
+            out[index] = replace(cells[index], p_holm=adjusted)
+    return out
 
 
 def _metric(result: RunResult, metric: str) -> float:
@@ -186,6 +216,8 @@ def format_cell(cell: Cell) -> str:
         text += f" (paper {cell.paper:.4f}, {cell.relative_to_paper:+.1%})"
     if cell.p_value is not None:
         text += f" p={cell.p_value:.3g}"
+    if cell.p_holm is not None:
+        text += f" (Holm {cell.p_holm:.3g})"
     return text
 
 
@@ -209,7 +241,9 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
     if command:
         lines += [f"Command: `{command}`", ""]
     if baseline is not None:
-        lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row.", ""]
+        lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row"
+                  + ("; Holm: the same p after Holm's correction over every row tested against it on that dataset "
+                     "and metric." if any(c.p_holm is not None for c in cells) else "."), ""]
     for dataset in dict.fromkeys(c.dataset for c in cells):
         rows = list(dict.fromkeys(c.row for c in cells if c.dataset == dataset))
         lines += [f"## {dataset}", "", f"Protocol: {protocol_line(results, dataset)}", "",
@@ -235,10 +269,11 @@ def to_csv(cells: Sequence[Cell]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["dataset", "row", "metric", "n", "seeds", "mean", "std", "paper", "relative_to_paper",
-                     "p_value"])
+                     "p_value", "p_holm"])
     for c in cells:
         writer.writerow([c.dataset, c.row, c.metric, len(c.seeds), " ".join(map(str, c.seeds)), f"{c.mean:.6f}",
                          f"{c.std:.6f}", "" if c.paper is None else c.paper,
                          "" if c.relative_to_paper is None else f"{c.relative_to_paper:.6f}",
-                         "" if c.p_value is None else f"{c.p_value:.6g}"])
+                         "" if c.p_value is None else f"{c.p_value:.6g}",
+                         "" if c.p_holm is None else f"{c.p_holm:.6g}"])
     return out.getvalue()
