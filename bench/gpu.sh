@@ -9,9 +9,9 @@
 # The GPU machine's image has torch, lightning, torchmetrics and transformers but not polars, faiss-cpu or
 # jsonargparse, and nothing there reaches the internet: `prepare` downloads their Python 3.12 wheels (polars 1.20,
 # the last release in one wheel, small enough for the 64 MiB a call may carry), and `run` installs them into
-# /tmp/site. The machine has no ../shared/data either, so `prepare` copies Beauty.txt (1 MB) into .gpu/data, and
-# `run` builds Beauty's co-occurrence profile there (PPMI-SVD item vectors, faiss neighbours; seconds): the MiniLM
-# profile's 200 MB of prefix vectors do not travel. SRA-CL is measured on that profile, which costs the same per
+# .gpu/site (inside the project, gitignored). The machine has no ../shared/data either, so `prepare` copies
+# Beauty.txt (1 MB) into .gpu/data, and `run` builds Beauty's co-occurrence profile there (PPMI-SVD item vectors,
+# faiss neighbours; seconds): the MiniLM profile's 200 MB of prefix vectors do not travel. SRA-CL is measured on that profile, which costs the same per
 # step as the text profile (same neighbour counts; the vectors are narrower).
 #
 # Device call (the tool's `run`, carry [".gpu"]):  bash bench/gpu.sh run
@@ -67,8 +67,8 @@ case "${1:-}" in
     run)
         out=${OUT:-bench/results/gpu}
         python3 -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/site .gpu/wheels/*.whl
-        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+            --target .gpu/site .gpu/wheels/*.whl
+        export PYTHONPATH="$PWD/.gpu/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out.gpu.txt" || true
         measure beauty beauty .gpu/data gpu "$out"
         train configs/beauty.yaml .gpu/data "$out/processed" gpu "$out" 3 --trainer.precision bf16-mixed
