@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sracl_lightning.datasets.batch import SeqBatch
-from sracl_lightning.errors import InvalidArgumentError, check_at_least
+from sracl_lightning.errors import check_at_least, check_in_range
 from sracl_lightning.models.encoder import SequenceEncoder
 from sracl_lightning.models.kernels import linear_cross_entropy
 
@@ -74,8 +74,8 @@ def sample_negatives(seen: Tensor, num_items: int, num_negatives: int) -> Tensor
     ids = torch.where(repeat, num_items + 1, ids).sort(dim=1).values  # (B, S): distinct excluded ids, then N + 1
     excluded = (ids <= num_items).sum(dim=1, keepdim=True)  # (B, 1) M_b
     position = torch.arange(ids.shape[1], device=seen.device)
-    # (B, S) non-decreasing: e_j - j - 1 = how many allowed items precede e_j; the padding sorts after every rank
     full = excluded >= num_items  # (B, 1): a row that has seen every item draws from all of them
+    # (B, S) non-decreasing: e_j - j - 1 = how many allowed items precede e_j; the padding sorts after every rank
     keys = torch.where((ids <= num_items) & ~full, ids - position - 1, num_items + 1).contiguous()
     allowed = torch.where(full, num_items, num_items - excluded)  # (B, 1)
     draws = torch.rand(batch, num_negatives, device=seen.device)
@@ -105,9 +105,9 @@ class SampledRecLoss(RecLoss):
         weight = encoder.item_embeddings()  # (N, D)
         seen = torch.cat([batch.input_ids, batch.target[:, None]], dim=1)  # (B, L + 1)
         negatives = sample_negatives(seen, encoder.num_items, self.num_negatives)  # (B, k)
-        positive = (h * weight[batch.target - 1]).sum(-1)  # (B,)
-        negative = torch.einsum("bd,bkd->bk", h, weight[negatives - 1])  # (B, k)
-        return self.loss(positive.float(), negative.float(), encoder.num_items)
+        candidates = torch.cat([batch.target[:, None], negatives], dim=1)  # (B, 1 + k), the target first
+        scores = torch.einsum("bd,bcd->bc", h, weight[candidates - 1]).float()  # (B, 1 + k)
+        return self.loss(scores[:, 0], scores[:, 1:], encoder.num_items)
 
     def loss(self, positive: Tensor, negative: Tensor, num_items: int) -> Tensor:
         """The scalar loss from the target's scores ``(B,)`` and the negatives' ``(B, k)``."""
@@ -153,8 +153,7 @@ class GeneralisedBinaryCrossEntropy(BinaryCrossEntropy):
 
     def __init__(self, num_negatives: int = 256, calibration: float = 0.75) -> None:
         super().__init__(num_negatives)
-        if not 0.0 <= calibration <= 1.0:
-            raise InvalidArgumentError("GeneralisedBinaryCrossEntropy.calibration", calibration, "a number in [0, 1]")
+        check_in_range("GeneralisedBinaryCrossEntropy.calibration", calibration, 0.0, 1.0)
         self.calibration = calibration
 
     def positive_weight(self, num_items: int) -> float:
