@@ -29,6 +29,7 @@ _PUBLIC = {
     "SequenceEncoder": "sracl_lightning.models.encoder",
     "SASRec": "sracl_lightning.models.sasrec",
     "GRU4Rec": "sracl_lightning.models.gru4rec",
+    "BERT4Rec": "sracl_lightning.models.bert4rec",
     "RankingMetrics": "sracl_lightning.models.metrics",
     # the method and its parts (the class_path strings of configs/)
     "SRACLModule": "sracl_lightning.methods.module",
@@ -57,6 +58,7 @@ _PUBLIC = {
     "LearnableSubstitution": "sracl_lightning.methods.views",
     "DuoRecContrast": "sracl_lightning.methods.duorec",
     "SameTargetInfoNCE": "sracl_lightning.methods.duorec",
+    "MaskedItemPrediction": "sracl_lightning.methods.bert4rec",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",
     "load_trained": "sracl_lightning.training.trained",
