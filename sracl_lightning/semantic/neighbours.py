@@ -5,6 +5,7 @@ docs/method.md#neighbour-pools).
 product of L2-normalised float32 copies, searched with faiss: ``IndexFlatIP`` (exact) or ``IndexHNSWFlat`` with
 ``METRIC_INNER_PRODUCT`` (approximate; report :func:`ann_recall` next to a table built with it). This is the only
 module of the package that imports faiss; it returns plain numpy ``int32`` tables and keeps no faiss object alive.
+It also holds the package's k-means (:func:`kmeans`, faiss's ``Clustering``; ICLRec's intents).
 
 Dimension letters: M rows (users/prefixes or items), E embedding width, K neighbours, Q anchors of one search call,
 C candidates per anchor, T interactions, U users.
@@ -70,6 +71,41 @@ def faiss_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(previous)
+
+
+def kmeans(vectors: np.ndarray, k: int, niter: int = 20, nredo: int = 5, seed: int = 1,
+           initial: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+    """``(k, E)`` float32 centroids of faiss's Euclidean k-means over ``(M, E)`` vectors.
+
+    Args:
+        vectors: The points, M >= k.
+        k: Clusters.
+        niter: Lloyd iterations per run.
+        nredo: Runs; the one with the lowest objective is kept.
+        seed: faiss's seed (initial centroids, subsampling).
+        initial: ``(k, E)`` centroids to start from instead of a random draw (warm start).
+        threads: faiss's OpenMP threads during the call (``None``: unchanged).
+
+    Raises:
+        ValueError: Fewer points than clusters, a non-finite point, or ``initial`` of the wrong shape.
+    """
+    points = np.ascontiguousarray(vectors, dtype=np.float32)  # (M, E)
+    if points.ndim != 2 or len(points) < k or k < 1:
+        raise ValueError(f"k-means needs an (M, E) array with M >= k = {k} points, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("k-means: the points hold a non-finite value")
+    dim = points.shape[1]
+    clustering = faiss.Clustering(dim, k)
+    clustering.niter, clustering.nredo, clustering.seed = niter, nredo, seed
+    clustering.max_points_per_centroid, clustering.min_points_per_centroid = 4096, 0
+    if initial is not None:
+        start = np.ascontiguousarray(initial, dtype=np.float32)
+        if start.shape != (k, dim):
+            raise ValueError(f"k-means: initial centroids must have shape {(k, dim)}, got {start.shape}")
+        faiss.copy_array_to_vector(start.ravel(), clustering.centroids)
+    with faiss_threads(threads):
+        clustering.train(points, faiss.IndexFlatL2(dim))
+    return faiss.vector_float_to_array(clustering.centroids).reshape(k, dim).copy()
 
 
 def normalise_rows(vectors: np.ndarray) -> np.ndarray:
