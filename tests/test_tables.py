@@ -148,3 +148,23 @@ def test_holm_applies_to_the_rows_tested_against_the_baseline_per_dataset_and_me
     # One row against the baseline is no family: no correction.
     single = summarize([r for r in results if r.row != "B"], baseline="w/o CL")
     assert all(c.p_holm is None for c in single)
+
+
+def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
+    results = [result("w/o CL", s, 0.12, 0.05) for s in (0, 1)]
+    results += [result("A", s, 0.10, 0.05) for s in (0, 1)] + [result("B", s, 0.13, 0.05) for s in (0, 1)]
+    results += [result("C", s, 0.10, 0.05) for s in (0, 1)]
+    paper = {"A": {"beauty": {"hr@20": 0.125, "ndcg@20": 0.05}},  # -20 % at HR@20 only
+             "B": {"beauty": {"hr@20": 0.125, "ndcg@20": 0.05}},  # +4 %: within 10 %
+             "C": {"beauty": {"hr@20": 0.08, "ndcg@20": 0.04}}}  # +25 %, +25 %: no note given
+    cells = summarize(results, baseline="w/o CL", paper=paper)
+    markdown = to_markdown(cells, results, title="T", baseline="w/o CL",
+                           notes={"A": "the paper masked seen items", "B": "never printed"})
+    assert "Far from the paper (more than 10% either way):" in markdown
+    assert "- A: -20.0% from the paper (HR@20). the paper masked seen items." in markdown
+    assert "- C: +25.0% to +25.0% from the paper (HR@20, NDCG@20). no protocol difference known to explain it." \
+        in markdown
+    assert "never printed" not in markdown and "- B:" not in markdown
+    # Nothing far: no section.
+    near = summarize(results[:4], baseline="w/o CL", paper={"A": {"beauty": {"hr@20": 0.1}}})
+    assert "Far from the paper" not in to_markdown(near, results[:4], title="T", notes={"A": "x"})

@@ -44,7 +44,8 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     not_run = [NotRunRow(dataset, row.name, row.not_run, row.paper.get(dataset, {})) for dataset in datasets
                for row in spec.rows if row.not_run is not None and (row.only is None or dataset in row.only)]
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
-                           command=command, not_run=not_run)
+                           command=command, not_run=not_run,
+                           notes={row.name: row.note for row in spec.rows if row.note})
     walls = [record.wall_seconds for record in finished.values() if record.wall_seconds is not None]
     if not walls:
         wall = "no wall time in their records"

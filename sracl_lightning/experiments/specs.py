@@ -25,6 +25,9 @@ class RowSpec:
     only: tuple[str, ...] | None = None
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # paper[dataset][metric]
     not_run: str | None = None  # why this row cannot be trained here; shown in the table instead of numbers
+    #: Why this row may differ from the paper's numbers (a protocol difference, say); printed under a dataset's table
+    #: where one of the row's cells is more than :data:`~sracl_lightning.experiments.tables.FAR_FROM_PAPER` off.
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def load_table_spec(path: str | Path) -> TableSpec:
         where = f"rows[{index}]"
         if not isinstance(row, dict):
             raise ValueError(f"{path}: {where} must be a mapping")
-        unknown = set(row) - {"name", "configs", "args", "only", "paper", "not_run"}
+        unknown = set(row) - {"name", "configs", "args", "only", "paper", "not_run", "note"}
         if unknown:
             raise ValueError(f"{path}: {where} has unknown fields {sorted(unknown)}")
         paper = row.get("paper") or {}
@@ -69,13 +72,17 @@ def load_table_spec(path: str | Path) -> TableSpec:
         not_run = row.get("not_run")
         if not_run is not None and (not isinstance(not_run, str) or not not_run.strip()):
             raise ValueError(f"{path}: {where}.not_run must be the reason the row is not run, as text")
+        note = row.get("note")
+        if note is not None and (not isinstance(note, str) or not note.strip()):
+            raise ValueError(f"{path}: {where}.note must be text (why the row may differ from the paper)")
         if not_run is not None and row.get("configs"):
             raise ValueError(f"{path}: {where} has both configs and not_run; a row is run or says why not")
         rows.append(RowSpec(name=str(need(row, "name", str, where)),
                             configs=tuple(need(row, "configs", list, where)) if not_run is None else (),
                             args=tuple(str(a) for a in row.get("args") or ()),
                             only=tuple(row["only"]) if row.get("only") is not None else None,
-                            paper=paper, not_run=" ".join(not_run.split()) if not_run else None))
+                            paper=paper, not_run=" ".join(not_run.split()) if not_run else None,
+                            note=" ".join(note.split()) if note else None))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: row names must be unique, got {names}")
