@@ -64,6 +64,8 @@ _PUBLIC = {
     "CoSeRecContrast": "sracl_lightning.methods.coserec",
     "CoSeRecAugmentations": "sracl_lightning.methods.coserec",
     "IntentContrast": "sracl_lightning.methods.iclrec",
+    "Intents": "sracl_lightning.methods.iclrec",
+    "CrossSubsequenceContrast": "sracl_lightning.methods.icsrec",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",
     "load_trained": "sracl_lightning.training.trained",

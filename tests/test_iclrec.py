@@ -70,8 +70,9 @@ def test_the_loss_is_the_weighted_sum_of_its_nt_xent_terms(monkeypatch):
     # Before any clustering: the instance term alone.
     assert objective(batch, h, encoder).item() == pytest.approx(0.1 * nt_xent(first, second).item(), rel=1e-6)
     objective.on_train_epoch_start(encoder)
-    assert objective.clustered
-    nearest = objective.centroids[((h[:, None] - objective.centroids[None]) ** 2).sum(-1).argmin(1)]
+    assert objective.intents.clustered
+    centroids = objective.intents.centroids
+    nearest = centroids[((h[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)]
     intents = nearest / nearest.norm(dim=1, keepdim=True)
     expected = 0.1 * nt_xent(first, second) + 0.3 * 0.5 * (nt_xent(first, intents) + nt_xent(second, intents))
     assert objective(batch, h, encoder).item() == pytest.approx(expected.item(), rel=1e-5)
@@ -92,16 +93,16 @@ def test_clustering_runs_in_eval_mode_warm_starts_and_is_checkpointed(monkeypatc
     objective.on_train_epoch_start(encoder)
     assert encoder.training  # restored after the eval-mode pass
     encoder.eval()
-    assert np.allclose(calls[0][0], encoder(objective.user_windows).detach().numpy(), atol=1e-6)  # no dropout
+    assert np.allclose(calls[0][0], encoder(objective.intents.windows).detach().numpy(), atol=1e-6)  # no dropout
     assert calls[0][1] is None  # the first clustering starts from a random draw
-    first = objective.centroids.clone()
+    first = objective.intents.centroids.clone()
     objective.on_train_epoch_start(encoder)
     assert np.array_equal(calls[1][1], first.numpy())  # then from the previous centroids
     state = objective.state_dict()
-    assert {"centroids", "epochs_started"} <= set(state) and "user_windows" not in state
+    assert {"intents.centroids", "intents.epochs_started"} <= set(state) and "intents.windows" not in state
     resumed, _ = fitted()
     resumed.load_state_dict(state)
-    assert resumed.clustered and torch.equal(resumed.centroids, objective.centroids)
+    assert resumed.intents.clustered and torch.equal(resumed.intents.centroids, objective.intents.centroids)
 
 
 @pytest.mark.unit
