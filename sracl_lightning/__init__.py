@@ -66,6 +66,8 @@ _PUBLIC = {
     "IntentContrast": "sracl_lightning.methods.iclrec",
     "Intents": "sracl_lightning.methods.iclrec",
     "CrossSubsequenceContrast": "sracl_lightning.methods.icsrec",
+    "MetaContrast": "sracl_lightning.methods.mclrec",
+    "MetaOptimisedModule": "sracl_lightning.methods.mclrec",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",
     "load_trained": "sracl_lightning.training.trained",
