@@ -30,6 +30,7 @@ _PUBLIC = {
     "SASRec": "sracl_lightning.models.sasrec",
     "GRU4Rec": "sracl_lightning.models.gru4rec",
     "BERT4Rec": "sracl_lightning.models.bert4rec",
+    "LLMESR": "sracl_lightning.models.llmesr",
     "RankingMetrics": "sracl_lightning.models.metrics",
     # the method and its parts (the class_path strings of configs/)
     "SRACLModule": "sracl_lightning.methods.module",
@@ -68,6 +69,7 @@ _PUBLIC = {
     "CrossSubsequenceContrast": "sracl_lightning.methods.icsrec",
     "MetaContrast": "sracl_lightning.methods.mclrec",
     "MetaOptimisedModule": "sracl_lightning.methods.mclrec",
+    "RetrievalDistillation": "sracl_lightning.methods.llmesr",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",
     "load_trained": "sracl_lightning.training.trained",

@@ -135,7 +135,8 @@ class SRACLModule(L.LightningModule):
         return self.encoder(input_ids)
 
     def setup(self, stage: str) -> None:
-        """Check that the data has this model's items; before fitting, hand every objective the training data."""
+        """Check that the data has this model's items; before fitting, hand the encoder and every objective the
+        training data."""
         warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('(val|test)/")
         data = self.trainer.datamodule
         data_items = getattr(data, "num_items", None)
@@ -143,8 +144,10 @@ class SRACLModule(L.LightningModule):
             raise DataMismatchError(f"the model scores {self.num_items:,} items, but dataset "
                                     f"{getattr(data, 'name', '?')} has {data_items:,}: a checkpoint of another "
                                     "dataset or conversion?")
-        if stage == "fit" and len(self.objectives):
+        reads_context = type(self.encoder).setup is not SequenceEncoder.setup
+        if stage == "fit" and (len(self.objectives) or reads_context):
             context = self.training_context()
+            self.encoder.setup(context)
             for objective in self.objectives.values():
                 objective.setup(context)
 

@@ -83,6 +83,12 @@ class SequenceEncoder(nn.Module, ABC):
             raise ValueError(f"input id {int(input_ids[bad][0])} is outside 0..{self.vocab_size - 1} (0 padding, "
                              f"1..{self.num_items} items, then the extra tokens {list(self.extra_tokens)})")
 
+    def setup(self, context: object) -> None:
+        """Read frozen training data before fitting; called by the module with its
+        :class:`~sracl_lightning.methods.parts.TrainingContext`. Most encoders need none; one that keeps side
+        information of its own (LLM-ESR's frozen semantic item table) stores it here, in persistent buffers, so that
+        a checkpoint scores without the data."""
+
     @abstractmethod
     def forward(self, input_ids: Tensor) -> Tensor:
         """Encode ``(B, L)`` int64 windows (0 = padding, at least one non-padding id each) into ``(B, D)``. Ids
