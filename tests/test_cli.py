@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,3 +100,14 @@ def test_config_errors_are_reported(tmp_path) -> None:
         SRACLCLI(args=["--data.max_len", "zero"])
     with pytest.raises(ValueError, match="max_len"):
         SRACLCLI(args=["--data.max_len", "0", "--data.data_root", str(tmp_path)])
+
+
+def test_train_py_writes_per_user_ranks_that_reproduce_its_metrics(tmp_path, synthetic_reviews):
+    run_train(tiny_args(synthetic_reviews, tmp_path, "--trainer.max_epochs", "1"))
+    metrics_path = next((tmp_path / "runs").rglob("test_metrics.json"))
+    pairs = np.load(metrics_path.with_name("test_ranks.npy"))
+    metrics = json.loads(metrics_path.read_text())["metrics"]
+    assert len(pairs) == metrics["users"] and (np.diff(pairs[:, 0]) > 0).all()  # each user once, in order
+    ranks = pairs[:, 1]
+    assert (ranks <= 20).mean() == pytest.approx(metrics["hr@20"], abs=1e-6)
+    assert ((ranks <= 10) / np.log2(ranks + 1)).mean() == pytest.approx(metrics["ndcg@10"], abs=1e-6)

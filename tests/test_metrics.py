@@ -73,3 +73,21 @@ def test_sum_states_merge_like_two_processes() -> None:
 def test_rejects_bad_cutoffs() -> None:
     with pytest.raises(ValueError):
         RankingMetrics(ks=(0, 10))
+
+
+def test_kept_ranks_are_per_user_sorted_and_required_users():
+    from sracl_lightning.models.metrics import RankingMetrics, per_user_values
+
+    metric = RankingMetrics((1, 10), keep_ranks=True)
+    metric.update_ranks(torch.tensor([3, 1]), torch.tensor([5, 2]))
+    metric.update_ranks(torch.tensor([12]), torch.tensor([0]))
+    users, ranks = metric.user_ranks()
+    assert users.tolist() == [0, 2, 5] and ranks.tolist() == [12, 1, 3]
+    values = per_user_values(ranks, (10,))
+    assert values["hr@10"].tolist() == [0.0, 1.0, 1.0]
+    assert values["ndcg@10"][2].item() == pytest.approx(0.5) and values["mrr@10"][2].item() == pytest.approx(1 / 3)
+    assert metric.compute()["hr@10"].item() == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="needs the users"):
+        metric.update_ranks(torch.tensor([1]))
+    with pytest.raises(RuntimeError, match="keeps no ranks"):
+        RankingMetrics((10,)).user_ranks()

@@ -7,10 +7,12 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from sracl_lightning.experiments.tables import (
     RunResult,
+    bootstrap_interval,
     holm_adjust,
     mean_std,
     paired_t_test,
@@ -168,3 +170,36 @@ def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
     # Nothing far: no section.
     near = summarize(results[:4], baseline="w/o CL", paper={"A": {"beauty": {"hr@20": 0.1}}})
     assert "Far from the paper" not in to_markdown(near, results[:4], title="T", notes={"A": "x"})
+
+
+def test_bootstrap_intervals_of_single_seed_cells_by_hand(tmp_path):
+    # Every user at rank 1: no spread at all.
+    assert bootstrap_interval(np.ones(50, dtype=np.int64), "hr@10") == (1.0, 1.0)
+    # Half the users hit HR@10, half miss: the interval covers 0.5 with about ±1.96·sqrt(0.25 / U).
+    ranks = np.array([1, 100] * 2000)
+    low, high = bootstrap_interval(ranks, "hr@10")
+    half_width = 1.96 * math.sqrt(0.25 / len(ranks))
+    assert low < 0.5 < high and (high - low) / 2 == pytest.approx(half_width, rel=0.15)
+    # NDCG@10 of rank 3 is 1 / log2(4) = 0.5 for everyone.
+    assert bootstrap_interval(np.full(10, 3), "ndcg@10") == pytest.approx((0.5, 0.5))
+    with pytest.raises(ValueError, match="no per-user values"):
+        bootstrap_interval(ranks, "auc")
+
+    # A run folder with test_ranks.npy gets the interval in its single-seed cells, a run without none.
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "test_metrics.json").write_text(json.dumps({"metrics": {"hr@10": 0.5, "ndcg@10": 0.3, "hr@20": 0.5,
+                                                                      "ndcg@20": 0.3}, "protocol": PROTOCOL}))
+    np.save(folder / "test_ranks.npy", np.stack([np.arange(len(ranks)), ranks], axis=1))
+    ours = read_run_result(folder / "test_metrics.json", dataset="beauty", row="SRA-CL", seed=0)
+    results = [ours, result("w/o CL", 0, 0.4, 0.2)]
+    cells = {(c.row, c.metric): c for c in summarize(results, baseline="w/o CL")}
+    assert cells[("SRA-CL", "hr@10")].interval == (low, high) and cells[("w/o CL", "hr@10")].interval is None
+    markdown = to_markdown(list(cells.values()), results, title="T", baseline="w/o CL")
+    assert f"0.5000 [{low:.4f}, {high:.4f}]" in markdown and "95% per-user bootstrap interval" in markdown
+    row = next(r for r in csv.DictReader(io.StringIO(to_csv(list(cells.values())))) if r["row"] == "SRA-CL")
+    assert float(row["ci_low"]) == pytest.approx(low, abs=1e-6)
+    np.save(folder / "test_ranks.npy", np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"test_ranks.npy: expected a \(U, 2\) array"):
+        read_run_result(folder / "test_metrics.json", dataset="beauty", row="SRA-CL", seed=0)
+

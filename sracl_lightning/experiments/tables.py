@@ -19,6 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from sracl_lightning.models.metrics import per_user_values
+
 #: The metrics of the paper's Tables 1, 2, 4 and 5.
 TABLE_METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20")
 
@@ -33,6 +38,8 @@ class RunResult:
     metrics: Mapping[str, float]
     protocol: Mapping[str, object] = field(default_factory=dict)
     semantic_profile: str | None = None
+    #: (U,) the 1-based rank of every user's target (``test_ranks.npy`` beside the metrics), when the run kept them.
+    ranks: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> RunResult:
@@ -45,7 +52,39 @@ def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> R
     if not isinstance(payload.get("metrics"), dict):
         raise ValueError(f"{path}: expected a 'metrics' object, as train.py writes")
     return RunResult(dataset=dataset, row=row, seed=seed, metrics=payload["metrics"],
-                     protocol=payload.get("protocol", {}), semantic_profile=payload.get("semantic_profile"))
+                     protocol=payload.get("protocol", {}), semantic_profile=payload.get("semantic_profile"),
+                     ranks=read_ranks(path.with_name(path.name.replace("_metrics.json", "_ranks.npy"))))
+
+
+def read_ranks(path: Path) -> np.ndarray | None:
+    """The (U,) ranks of a ``<split>_ranks.npy`` (train.py's (user, rank) pairs), ``None`` if there is none."""
+    if not path.is_file():
+        return None
+    try:
+        pairs = np.load(path)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy file ({err})") from None
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0 or pairs[:, 1].min() < 1:
+        raise ValueError(f"{path}: expected a (U, 2) array of (user, rank >= 1) pairs, got shape {pairs.shape}")
+    return pairs[:, 1].astype(np.int64)
+
+
+#: Resamples and level of the per-user bootstrap intervals of single-seed cells.
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_LEVEL = 1000, 0.95
+
+
+def bootstrap_interval(ranks: np.ndarray, metric: str, resamples: int = BOOTSTRAP_RESAMPLES,
+                       level: float = BOOTSTRAP_LEVEL, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric`` (``"hr@20"``, ...) over the users: the users are resampled with
+    replacement ``resamples`` times and the metric's mean recomputed; returns the ``(1 ± level) / 2`` quantiles."""
+    name, _, k = metric.partition("@")
+    if name not in ("hr", "ndcg", "mrr") or not k.isdigit():
+        raise ValueError(f"no per-user values for metric {metric!r}")
+    values = per_user_values(torch.from_numpy(np.asarray(ranks)), [int(k)])[metric].numpy()  # (U,)
+    rng = np.random.default_rng(seed)
+    means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(resamples)])
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
 
 
 # ------------------------------------------------------------------------------------------------- statistics
@@ -118,6 +157,8 @@ class Cell:
     #: ``p_value`` after Holm's correction over the rows compared with the baseline on this dataset and metric;
     #: None unless at least two rows are compared.
     p_holm: float | None = None
+    #: Per-user bootstrap interval (:func:`bootstrap_interval`) of a single-seed cell whose run kept its ranks.
+    interval: tuple[float, float] | None = None
 
     @property
     def relative_to_paper(self) -> float | None:
@@ -156,8 +197,10 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
                 test = paired_t_test([_metric(runs[s], metric) for s in common],
                                      [_metric(base[s], metric) for s in common])
                 p_value = None if test is None else test[1]
+            ranks = runs[seeds[0]].ranks if len(seeds) == 1 else None
             cells.append(Cell(dataset, row, metric, seeds, mean, std,
-                              paper.get(row, {}).get(dataset, {}).get(metric), p_value))
+                              paper.get(row, {}).get(dataset, {}).get(metric), p_value,
+                              interval=None if ranks is None else bootstrap_interval(ranks, metric)))
     return holm_corrected(cells)
 
 
@@ -212,6 +255,8 @@ def protocol_line(results: Iterable[RunResult], dataset: str) -> str:
 def format_cell(cell: Cell) -> str:
     # One seed has no spread to show; "± 0.0000" would read as a measured zero variance.
     text = f"{cell.mean:.4f} ± {cell.std:.4f}" if len(cell.seeds) > 1 else f"{cell.mean:.4f}"
+    if cell.interval is not None:
+        text += f" [{cell.interval[0]:.4f}, {cell.interval[1]:.4f}]"
     if cell.paper is not None:
         text += f" (paper {cell.paper:.4f}, {cell.relative_to_paper:+.1%})"
     if cell.p_value is not None:
@@ -266,6 +311,9 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
         lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row"
                   + ("; Holm: the same p after Holm's correction over every row tested against it on that dataset "
                      "and metric." if any(c.p_holm is not None for c in cells) else "."), ""]
+    if any(c.interval is not None for c in cells):
+        lines += [f"[a, b]: {BOOTSTRAP_LEVEL:.0%} per-user bootstrap interval of a single-seed cell "
+                  f"({BOOTSTRAP_RESAMPLES:,} resamples of the users; the spread over users, not over seeds).", ""]
     for dataset in dict.fromkeys(c.dataset for c in cells):
         rows = list(dict.fromkeys(c.row for c in cells if c.dataset == dataset))
         lines += [f"## {dataset}", "", f"Protocol: {protocol_line(results, dataset)}", "",
@@ -295,11 +343,13 @@ def to_csv(cells: Sequence[Cell]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["dataset", "row", "metric", "n", "seeds", "mean", "std", "paper", "relative_to_paper",
-                     "p_value", "p_holm"])
+                     "p_value", "p_holm", "ci_low", "ci_high"])
     for c in cells:
         writer.writerow([c.dataset, c.row, c.metric, len(c.seeds), " ".join(map(str, c.seeds)), f"{c.mean:.6f}",
                          f"{c.std:.6f}", "" if c.paper is None else c.paper,
                          "" if c.relative_to_paper is None else f"{c.relative_to_paper:.6f}",
                          "" if c.p_value is None else f"{c.p_value:.6g}",
-                         "" if c.p_holm is None else f"{c.p_holm:.6g}"])
+                         "" if c.p_holm is None else f"{c.p_holm:.6g}",
+                         "" if c.interval is None else f"{c.interval[0]:.6f}",
+                         "" if c.interval is None else f"{c.interval[1]:.6f}"])
     return out.getvalue()

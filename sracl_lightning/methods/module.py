@@ -112,7 +112,9 @@ class SRACLModule(L.LightningModule):
         if len(set(names)) != len(names) or "rec" in names:
             raise UsageError(f"two objectives log under the same name ({names}): give each slot another kind")
         self.val_metrics = RankingMetrics(metric_ks)
-        self.test_metrics = RankingMetrics(metric_ks)
+        self.test_metrics = RankingMetrics(metric_ks, keep_ranks=True)
+        #: ``(users, ranks)`` of the last test, for per-user statistics (train.py writes them as test_ranks.npy).
+        self.test_user_ranks: tuple[Tensor, Tensor] | None = None
 
     def build_encoder(self, factory: EncoderFactory) -> SequenceEncoder:
         encoder = factory(self.num_items, self.max_len)
@@ -223,7 +225,7 @@ class SRACLModule(L.LightningModule):
                 raise ValueError("mask_seen_items needs evaluation batches that carry the history")
             exclude = batch.history - 1  # (B, H); padding 0 -> -1 = nothing to exclude
         target = batch.target - 1  # (B,)
-        metric.update_ranks(self.target_ranks(self(batch.input_ids), target, exclude))
+        metric.update_ranks(self.target_ranks(self(batch.input_ids), target, exclude), batch.user)
 
     def validation_step(self, batch: SeqBatch, batch_idx: int) -> None:
         self._update_ranking(self.val_metrics, batch)
@@ -233,6 +235,8 @@ class SRACLModule(L.LightningModule):
 
     def _log_ranking(self, stage: str, metric: RankingMetrics) -> None:
         values = metric.compute()  # synchronised across processes
+        if metric.keep_ranks:
+            self.test_user_ranks = metric.user_ranks()
         metric.reset()
         count = int(values.pop("count"))
         expected = getattr(self.trainer.datamodule, "num_users", None) if self._trainer is not None else None

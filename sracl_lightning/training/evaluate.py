@@ -19,7 +19,7 @@ from jsonargparse import auto_cli
 
 from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.training.cli_errors import OneLineArgumentParser, run_cli
-from sracl_lightning.training.results import write_results
+from sracl_lightning.training.results import write_ranks, write_results
 from sracl_lightning.training.trained import load_run
 
 
@@ -64,6 +64,7 @@ def evaluate(
                                                        else path.parent)
         write_results(out_dir, split, metrics, model.protocol(), checkpoint=str(path), dataset=data.name,
                       semantic_profile=data.semantic_profile)
+        write_ranks(out_dir, split, model.test_user_ranks if split == "test" else None)
     return metrics
 
 

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from sracl_lightning.atomic import atomic_write_text
+import numpy as np
+
+from sracl_lightning.atomic import atomic_save_npy, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +53,14 @@ def write_results(
     atomic_write_text(md_path, f"<!-- protocol: {protocol_line} -->\n{table}")
     log.info(f"\n{split} results ({protocol_line})\n{table}wrote {json_path} and {md_path}")
     return json_path, md_path
+
+
+def write_ranks(out_dir: str | Path, split: str, user_ranks: tuple | None) -> Path | None:
+    """Write ``<split>_ranks.npy``, a (U, 2) int64 array of (user row, 1-based rank of the target), sorted by user:
+    what per-user statistics (bootstrap intervals, paired tests by user) are computed from. ``None``: nothing."""
+    if user_ranks is None:
+        return None
+    users, ranks = (np.asarray(values, dtype=np.int64) for values in user_ranks)
+    path = Path(out_dir) / f"{split}_ranks.npy"
+    atomic_save_npy(path, np.stack([users, ranks], axis=1))
+    return path

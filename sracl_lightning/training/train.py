@@ -21,7 +21,7 @@ from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.resources import with_packaged_configs
 from sracl_lightning.training.cli import SRACLCLI
 from sracl_lightning.training.cli_errors import run_cli
-from sracl_lightning.training.results import write_results
+from sracl_lightning.training.results import write_ranks, write_results
 
 
 def main() -> None:
@@ -40,6 +40,7 @@ def main() -> None:
     if trainer.is_global_zero:
         write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name,
                       semantic_profile=data.semantic_profile)
+        write_ranks(out_dir, "test", model.test_user_ranks)
     shutdown_process_group()
 
 
