@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, load_script
@@ -55,6 +56,10 @@ def test_ddp_training_tests_every_user_once_as_one_process_does(tmp_path, synthe
                                      eval_batch_size=13)
     one = json.loads((tmp_path / "eval1" / "test_metrics.json").read_text())["metrics"]
     assert_same_metrics(trained["metrics"], one)
+    # The per-user ranks gathered from two processes are the one process's, user for user.
+    two_ranks = np.load(Path(trained["checkpoint"]).parent.parent / "test_ranks.npy")
+    one_ranks = np.load(tmp_path / "eval1" / "test_ranks.npy")
+    assert two_ranks.shape == (301, 2) and np.array_equal(two_ranks, one_ranks)
 
 
 @pytest.mark.slow  # ~70 s (three subprocesses); the default suite keeps train.py's 2-process run against 1 process
