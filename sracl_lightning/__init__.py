@@ -68,7 +68,7 @@ _PUBLIC = {
     "Intents": "sracl_lightning.methods.iclrec",
     "CrossSubsequenceContrast": "sracl_lightning.methods.icsrec",
     "MetaContrast": "sracl_lightning.methods.mclrec",
-    "MetaOptimisedModule": "sracl_lightning.methods.mclrec",
+    "MetaOptimisedModule": "sracl_lightning.methods.mclrec_module",
     "RetrievalDistillation": "sracl_lightning.methods.llmesr",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",

@@ -23,7 +23,7 @@ LAYERS = ("core", "methods", "training", "experiments", "serving", "entry points
 PACKAGE_LAYERS = {"datasets": "core", "semantic": "core", "models": "core", "methods": "core",
                   "training": "training", "experiments": "experiments", "serving": "serving"}
 MODULE_LAYERS = {"errors": "core", "atomic": "core", "distributed": "core", "resources": "core",
-                 "methods.module": "methods", "methods.legacy": "methods",
+                 "methods.module": "methods", "methods.legacy": "methods", "methods.mclrec_module": "methods",
                  "runner": "experiments", "console": "entry points"}
 
 

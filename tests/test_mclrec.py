@@ -15,9 +15,9 @@ from sracl_lightning.methods.mclrec import (
     Augmenter,
     DistinctAugmentations,
     MetaContrast,
-    MetaOptimisedModule,
     margin_regulariser,
 )
+from sracl_lightning.methods.mclrec_module import MetaOptimisedModule
 from sracl_lightning.methods.parts import MethodDims
 from sracl_lightning.models.sasrec import SASRec
 from tests.conftest import REPO_ROOT, run_train, tiny_args
