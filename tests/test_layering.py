@@ -24,7 +24,7 @@ PACKAGE_LAYERS = {"datasets": "core", "semantic": "core", "models": "core", "met
                   "training": "training", "experiments": "experiments", "serving": "serving"}
 MODULE_LAYERS = {"errors": "core", "atomic": "core", "distributed": "core", "resources": "core",
                  "methods.module": "methods", "methods.legacy": "methods", "methods.mclrec_module": "methods",
-                 "runner": "experiments", "console": "entry points"}
+                 "runner": "experiments", "jobs": "experiments", "console": "entry points"}
 
 
 def layer_of(module: str) -> str:

@@ -304,3 +304,25 @@ def test_a_row_that_cannot_run_here_is_shown_as_not_run_with_its_reason(project)
                                       "  - {name: a, configs: [cl.yaml], not_run: because}\n")
     with pytest.raises(ValueError, match="both configs and not_run"):
         load_table_spec(project / "bad.yaml")
+
+
+def test_runs_handed_to_submitit_finish_and_tabulate_like_local_ones(project):
+    pytest.importorskip("submitit")  # in the dev extra; the cluster extra for users
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    sub = runner(project, jobs=2, submitit={"cluster": "local", "timeout_min": 5},
+                 submitit_folder=project / "submitit")
+    assert sub.run(runs) == []
+    assert all(state(r) == "done" for r in runs) and len(calls(project)) == 2
+    record = json.loads((runs[0].directory / "run.json").read_text())
+    assert record["returncode"] == 0 and record["wall_seconds"] > 0
+    assert any((project / "submitit").iterdir())  # submitit's own job files
+    md, *_ = write_table(spec, runs, project / "tables" / "toy")
+    assert "| SRA-CL | 1 | " in md.read_text()
+    # A failing run is reported as failed, as with local processes.
+    (project / "cl.yaml").write_text("trainer:\n  max_steps: 3\n" + _weight(0.01))
+    failing = plan(spec, seeds=[2], out_root=project / "out", root=project)
+    assert [r.row for r in sub.run(failing)] == ["SRA-CL"]
+    assert json.loads((failing[1].directory / "run.json").read_text())["returncode"] == 3
+    with pytest.raises(ValueError, match="--submitit"):
+        runner(project, submitit={"cluster": "local", "colour": "red"})

@@ -30,6 +30,8 @@ def main(
     dry_run: bool = False,
     table_only: bool = False,
     records: list[str] | None = None,
+    submitit: dict[str, str | int | float | bool] | None = None,
+    submitit_folder: str | None = None,
 ) -> None:
     """Run every missing run of a table, then write its Markdown and CSV.
 
@@ -49,6 +51,10 @@ def main(
         table_only: Only rebuild the table from finished runs.
         records: ``.runs.jsonl`` files of runs finished elsewhere (another machine or checkout); a planned run with
             a record of the same key counts as finished and is not trained.
+        submitit: Hand each run to submitit instead of a local process, with these executor parameters, e.g.
+            ``{cluster: slurm, slurm_partition: gpu, timeout_min: 240, gpus_per_node: 1}`` (``cluster: local``:
+            this machine). ``--jobs`` is then the number of jobs in flight.
+        submitit_folder: submitit's own logs and pickles (default ``runs/submitit``).
     """
     show_package_logs()
     spec = load_table_spec(table)
@@ -60,7 +66,8 @@ def main(
             label = "recorded" if current != "done" and run in recorded else current
             print(f"{label:8s} {run.command_line}")
         return
-    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed).run(runs, recorded)
+    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed, submitit=submitit,
+                                          submitit_folder=submitit_folder).run(runs, recorded)
     command = " ".join(["python -m sracl_lightning.runner", table,
                         *(["--datasets", f"[{','.join(datasets)}]"] if datasets else []),
                         *(["--rows", f"'[{', '.join(rows)}]'"] if rows else []),

@@ -1,4 +1,8 @@
-"""Runs the planned runs that are not done, as ``train.py`` processes, one or several at a time."""
+"""Runs the planned runs that are not done, as ``train.py`` processes, one or several at a time: local processes, or
+jobs handed to ``submitit`` (SLURM on a cluster; its local executor here and in the tests).
+
+Wherever a run trains, it writes into its run folder and the runner records its return code and wall time in its
+``run.json``, so runs made anywhere join a table the same way (also through run records, ``--records``)."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from sracl_lightning.experiments.plan import (
     resume_checkpoint,
     state,
 )
+from sracl_lightning.jobs import train_in_job
 
 # --------------------------------------------------------------------------------------------------- running
 log = logging.getLogger(__name__)
@@ -30,11 +35,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Active:
-    """A started run: its process, its open log file and its start time."""
+    """A started run: its process (or submitit job), its open log file (local processes only) and its start time."""
 
-    process: subprocess.Popen
-    log: IO[str]
+    process: subprocess.Popen | _SubmititJob
+    log: IO[str] | None
     started: float
+
+
+class _SubmititJob:
+    """A submitit job behind the two members of ``subprocess.Popen`` the runner uses."""
+
+    def __init__(self, job) -> None:
+        self.job = job
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self.job.done():
+            try:
+                self.returncode = int(self.job.result())
+            except Exception as error:  # the job itself failed (killed, timed out, node lost): say so, count it
+                log.info(f"[runner] submitit job {self.job.job_id} failed: {str(error).splitlines()[0][:300]}")
+                self.returncode = -1
+        return self.returncode
 
 
 class Runner:
@@ -42,14 +64,21 @@ class Runner:
 
     Args:
         train_command: The command that trains (``[python, train.py]``); tests swap in a stand-in.
-        jobs: Runs at the same time, each its own process.
+        jobs: Runs at the same time, each its own process (or submitit job).
         env: Extra environment variables of every run (e.g. ``OMP_NUM_THREADS``).
         rerun_changed: Move aside and rerun runs whose key changed, instead of stopping.
         root: Working directory of the runs (config paths are relative to it).
+        submitit: Hand each run to ``submitit.AutoExecutor`` instead of starting a local process: its parameters,
+            e.g. ``{cluster: slurm, slurm_partition: gpu, timeout_min: 240, gpus_per_node: 1, cpus_per_task: 8}``
+            (``cluster: local`` runs the jobs on this machine; without ``cluster`` submitit picks SLURM where it
+            finds it). Its logs and pickles go to ``submitit_folder``; each run's output still goes to its
+            ``train.log``.
+        submitit_folder: submitit's job folder (default ``<root>/runs/submitit``).
     """
 
     def __init__(self, train_command: Sequence[str] | None = None, *, jobs: int = 1,
-                 env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT) -> None:
+                 env: Mapping[str, str] | None = None, rerun_changed: bool = False, root: Path = REPO_ROOT,
+                 submitit: Mapping[str, object] | None = None, submitit_folder: str | Path | None = None) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.train_command = list(train_command or [sys.executable, "-m", "sracl_lightning.training.train"])
@@ -57,6 +86,23 @@ class Runner:
         self.env = dict(env or {})
         self.rerun_changed = rerun_changed
         self.root = root
+        self.executor = None if submitit is None else self._submitit_executor(
+            dict(submitit), Path(submitit_folder) if submitit_folder else root / "runs" / "submitit")
+
+    @staticmethod
+    def _submitit_executor(parameters: dict[str, object], folder: Path):
+        try:
+            import submitit
+        except ImportError:
+            raise ValueError("--submitit needs the submitit package: pip install 'sracl-lightning[cluster]' "
+                             "(or pip install submitit)") from None
+        cluster = parameters.pop("cluster", None)
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+        try:
+            executor.update_parameters(**parameters)
+        except (ValueError, TypeError, NameError) as error:  # submitit names the parameter it does not know
+            raise ValueError(f"--submitit: {error}") from None
+        return executor
 
     def check(self, runs: Sequence[PlannedRun]) -> None:
         """Stop before running anything if a run's configuration changed and reruns were not asked for."""
@@ -83,13 +129,20 @@ class Runner:
         record = {"key": run.key, "dataset": run.dataset, "row": run.row, "seed": run.seed, "args": list(run.args),
                   "command": command, "code_version": code_version(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
+        if self.executor is not None:
+            self.executor.update_parameters(name=f"{run.dataset}-{run.directory.parent.name}-{run.seed}")
+            job = self.executor.submit(train_in_job, command, str(self.root), self.env,
+                                       str(run.directory / "train.log"))
+            log.info(f"[runner] submitted {run.dataset} / {run.row} / seed {run.seed} as submitit job {job.job_id}")
+            return _Active(_SubmititJob(job), None, time.monotonic())
         train_log = (run.directory / "train.log").open("a", encoding="utf-8")
         process = subprocess.Popen(command, cwd=self.root, stdout=train_log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **self.env})
         return _Active(process, train_log, time.monotonic())
 
     def finish(self, run: PlannedRun, active: _Active) -> bool:
-        active.log.close()
+        if active.log is not None:
+            active.log.close()
         process = active.process
         seconds = time.monotonic() - active.started
         record = json.loads((run.directory / "run.json").read_text(encoding="utf-8"))
