@@ -122,7 +122,7 @@ def worker_encoder_train(args) -> dict:
     return _time_steps(step, args, len(data.datasets["train"]), device)
 
 
-def worker_project_train(args, fused_kernels: bool = True, processes: int = 1) -> dict:
+def worker_project_train(args, fused_kernels: bool = True, processes: int = 1, compile_mode: str | None = None) -> dict:
     """The project's training loop under lightning.Trainer, validation off."""
     import lightning as L
     import torch
@@ -133,8 +133,9 @@ def worker_project_train(args, fused_kernels: bool = True, processes: int = 1) -
         torch.set_num_threads(1)  # each process one thread: the runner's --jobs layout
     data = _load_data(args)
     torch.manual_seed(0)
-    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, fused_kernels=fused_kernels)
-    total = args.warmup + args.steps
+    model = SRACLModule(num_items=data.num_items, max_len=data.max_len, fused_kernels=fused_kernels,
+                        compile_mode=compile_mode)
+    total = args.warmup + args.steps  # the warm-up steps also hold a compiled run's compilation
 
     class StepTimer(L.Callback):
         def __init__(self) -> None:
@@ -164,6 +165,12 @@ def worker_project_train(args, fused_kernels: bool = True, processes: int = 1) -
 def worker_project_train_eager(args) -> dict:
     """The same loop with PyTorch's eager ops (``fused_kernels=False``)."""
     return worker_project_train(args, fused_kernels=False)
+
+
+def worker_project_compiled(args) -> dict:
+    """The same loop with the encoder compiled (``compile_mode``): CUDA graphs on a GPU (``reduce-overhead``).
+    Measured on GPUs only: on this project's CPU compilation did not pay and takes minutes."""
+    return worker_project_train(args, compile_mode="reduce-overhead" if args.accelerator == "cuda" else "default")
 
 
 def worker_project_ddp(args) -> dict:
@@ -231,6 +238,7 @@ WORKERS = {
     "encoder_train": worker_encoder_train,
     "project_train": worker_project_train,
     "project_train_eager": worker_project_train_eager,
+    "project_compiled": worker_project_compiled,
     "project_ddp": worker_project_ddp,
     "reference_rank": worker_reference_rank,
     "project_rank": worker_project_rank,
@@ -270,7 +278,8 @@ def main() -> None:
     }
     for precision in common.precisions_to_measure(args):
         print(f"[{precision}]")
-        names = [name for name in WORKERS if name != "project_ddp" or args.accelerator == "cpu"]
+        names = [name for name in WORKERS if (name != "project_ddp" or args.accelerator == "cpu")
+                 and (name != "project_compiled" or args.accelerator == "cuda")]
         figures = {name: run_measurement(name, precision, args) for name in names}
         epoch = {name: fig["s_per_epoch"] for name, fig in figures.items() if "s_per_epoch" in fig}
         figures["ratios"] = {
@@ -281,6 +290,9 @@ def main() -> None:
             "rank_project_over_reference": figures["project_rank"]["s_rank_all_users"]
             / figures["reference_rank"]["s_rank_all_users"],
         }
+        if "project_compiled" in figures:
+            figures["ratios"]["train_epoch_compiled_over_project"] = (
+                epoch["project_compiled"] / epoch["project_train"])
         if "project_ddp" in figures:
             figures["ratios"]["ddp_2x1_thread_samples_per_s_over_1x2_threads"] = (
                 figures["project_ddp"]["samples_per_s"] / figures["project_train"]["samples_per_s"])

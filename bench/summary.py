@@ -34,6 +34,7 @@ TRAIN_PATHS = {  # worker -> how the summary names it
     "encoder_train": "bare loop of the project's encoder and loss",
     "project_train": "project (Lightning, data pipeline)",
     "project_train_eager": "project, `fused_kernels=False`",
+    "project_compiled": "project, `compile_mode` (CUDA graphs)",
     "project_ddp": "project, DDP 2 processes × 1 thread",
 }
 

@@ -72,6 +72,11 @@ class SRACLModule(L.LightningModule):
         fused_kernels: Train with the faster computations of :mod:`sracl_lightning.models.kernels` (the output
             layer fused with its loss and gradient, dropout by a uniform draw); ``False``: PyTorch's eager ops bit
             for bit, as runs made before they existed. Not part of the model: a checkpoint loads either way.
+        compile_mode: ``torch.compile`` the encoder with this mode (``"default"``, ``"reduce-overhead"``: CUDA
+            graphs on a GPU, ``"max-autotune"``); ``None`` (default): eager. In place (``nn.Module.compile``), so
+            checkpoints are the same either way. Shapes are static: each new batch size (the last, smaller batch;
+            evaluation batches) compiles once more. NOTE: off by default because on this project's CPU it did not
+            pay (bench/results/SUMMARY.md); measure on your hardware before turning it on.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class SRACLModule(L.LightningModule):
         item_contrast: ObjectiveFactory | None = None,
         base_objective: ObjectiveFactory | None = None,
         fused_kernels: bool = True,
+        compile_mode: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -99,6 +105,10 @@ class SRACLModule(L.LightningModule):
         self.max_len = max_len
         self.mask_seen_items = mask_seen_items
         self.fused_kernels = fused_kernels
+        if compile_mode not in (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+            raise InvalidArgumentError("model.init_args.compile_mode", compile_mode,
+                                       "null, default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs")
+        self.compile_mode = compile_mode
         self.optimizer_factory = optimizer
         self.encoder = self.build_encoder(encoder)
         self.dims = MethodDims(num_items, max_len, self.encoder.hidden_size, semantic_dim)
@@ -131,6 +141,12 @@ class SRACLModule(L.LightningModule):
         if not isinstance(objective, Objective):
             raise TypeError(f"model.init_args.{slot} must build an Objective, got {type(objective).__name__}")
         return objective
+
+    def configure_model(self) -> None:
+        """Compile the encoder in place when ``compile_mode`` asks for it (Lightning calls this on the target
+        device, before the optimizers are built)."""
+        if self.compile_mode is not None and not getattr(self.encoder, "_compiled_call_impl", None):
+            self.encoder.compile(mode=self.compile_mode, dynamic=False)
 
     def forward(self, input_ids: Tensor) -> Tensor:
         """Sequence representations ``h_u``: (B, L) -> (B, D). Inference uses the backbone alone."""
