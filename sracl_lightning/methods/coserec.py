@@ -28,6 +28,8 @@ NOTE: deviations from the official code, each deliberate:
 
 * the augmentations act on the model's input window (the last L items), not on the whole training sequence before
   truncation, as :mod:`~sracl_lightning.methods.cl4srec`'s; so ``threshold`` compares with the window's length;
+* the two views are compared by the encoder's representation ``h`` (the last position), the one vector every
+  backbone here returns; the official code flattens the whole output sequence (50 × 64 values);
 * mask writes the encoder's ``mask`` token, never ranked (the official code writes 0, the padding id);
 * reorder uses ``reorder_ratio`` (β = 0.2, the paper's); the official code's thresholded mode passes γ (0.7) there;
 * ItemCF-IUF counts each user's training part ``items[:-2]`` (the official code ``items[:-3]``, which leaves out the
