@@ -70,6 +70,8 @@ _PUBLIC = {
     "MetaContrast": "sracl_lightning.methods.mclrec",
     "MetaOptimisedModule": "sracl_lightning.methods.mclrec_module",
     "RetrievalDistillation": "sracl_lightning.methods.llmesr",
+    "S3RecPretraining": "sracl_lightning.methods.s3rec",
+    "S3RecModule": "sracl_lightning.methods.s3rec_module",
     # training and serving
     "SeqRecDataModule": "sracl_lightning.training.datamodule",
     "load_trained": "sracl_lightning.training.trained",

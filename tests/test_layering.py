@@ -24,6 +24,7 @@ PACKAGE_LAYERS = {"datasets": "core", "semantic": "core", "models": "core", "met
                   "training": "training", "experiments": "experiments", "serving": "serving"}
 MODULE_LAYERS = {"errors": "core", "atomic": "core", "distributed": "core", "resources": "core",
                  "methods.module": "methods", "methods.legacy": "methods", "methods.mclrec_module": "methods",
+                 "methods.s3rec_module": "methods",
                  "runner": "experiments", "jobs": "experiments", "console": "entry points"}
 
 

@@ -1,0 +1,100 @@
+"""S3-Rec's two stages in one run, the Lightning edge of :mod:`sracl_lightning.methods.s3rec`: before the first
+fine-tuning epoch, the encoder is pre-trained with :class:`~sracl_lightning.methods.s3rec.S3RecPretraining`
+for ``pretrain_epochs`` epochs over the training prefixes, with its own optimizer; then fitting goes on as for any
+:class:`~sracl_lightning.methods.module.SRACLModule`.
+
+A resumed run (``--ckpt_path``) does not pre-train again: its checkpoint holds the pre-trained, partly fine-tuned
+weights. Pre-training runs in one process; a DDP run is refused with the command that splits the stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from sracl_lightning.errors import UsageError, check_at_least
+from sracl_lightning.methods.module import SRACLModule
+from sracl_lightning.methods.parts import MethodDims
+from sracl_lightning.methods.s3rec import S3RecPretraining
+
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
+log = logging.getLogger(__name__)
+
+
+class S3RecModule(SRACLModule):
+    """:class:`~sracl_lightning.methods.module.SRACLModule` whose encoder is pre-trained by S3-Rec first.
+
+    Args:
+        pretraining: The pre-training objectives, built as ``pretraining(dims)`` (default
+            :class:`~sracl_lightning.methods.s3rec.S3RecPretraining`).
+        pretrain_epochs: Pre-training epochs over the training prefixes (100; 0: none, plain fine-tuning).
+        pretrain_optimizer: Built as ``pretrain_optimizer(parameters)`` over the encoder and the pre-training heads
+            (Adam, lr 1e-3, the official).
+        **kwargs: :class:`~sracl_lightning.methods.module.SRACLModule`'s arguments; the encoder must be a SASRec
+            with the ``mask`` extra token.
+    """
+
+    def __init__(self, pretraining: Callable[[MethodDims], S3RecPretraining] = S3RecPretraining,
+                 pretrain_epochs: int = 100, pretrain_optimizer: OptimizerFactory = torch.optim.Adam,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        check_at_least("model.init_args.pretrain_epochs", pretrain_epochs, 0)
+        self.pretraining = pretraining(self.dims)
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_optimizer_factory = pretrain_optimizer
+        try:
+            self.encoder.token_id("mask")
+        except KeyError:
+            raise UsageError("S3-Rec masks items: set --model.init_args.encoder.init_args.extra_tokens [mask] "
+                             "(configs/s3rec.yaml does)") from None
+
+    def protocol(self) -> dict[str, object]:
+        return {**super().protocol(), "pretraining": f"{self.pretrain_epochs} epochs of {self.pretraining.describe()}"}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """The fine-tuning optimizer, over everything but the pre-training heads."""
+        heads = {id(p) for p in self.pretraining.parameters()}
+        try:
+            return self.optimizer_factory([p for p in self.parameters() if id(p) not in heads])
+        except ValueError as error:
+            raise UsageError(f"model.init_args.optimizer: {error}") from None
+
+    def on_fit_start(self) -> None:
+        if self.pretrain_epochs == 0 or self.trainer.ckpt_path is not None:
+            return
+        if self.trainer.world_size > 1:
+            raise UsageError("S3-Rec pre-trains in one process: run it with --trainer.devices 1, or set "
+                             "--model.init_args.pretrain_epochs 0 and fine-tune from a pre-trained checkpoint")
+        self.pretrain()
+
+    def pretrain(self) -> None:
+        """``pretrain_epochs`` epochs of S3-Rec pre-training over the training prefixes, in random order."""
+        samples = self.trainer.datamodule.datasets["train"]
+        self.pretraining.setup(self.training_context())
+        parameters = [*self.encoder.parameters(), *self.pretraining.parameters()]
+        optimizer = self.pretrain_optimizer_factory(parameters)
+        batch_size = self.trainer.datamodule.per_device_batch_size
+        self.train()
+        started = time.monotonic()
+        bar = tqdm(range(self.pretrain_epochs), desc="S3-Rec pre-training", unit="epoch",
+                   disable=not self.trainer.progress_bar_callback)
+        for epoch in bar:
+            order = torch.randperm(len(samples))
+            total = torch.zeros((), device=self.device)  # summed on the device: one read per epoch
+            for first in range(0, len(order), batch_size):
+                ids = S3RecPretraining.sequences(samples, order[first:first + batch_size]).to(self.device)
+                with self.trainer.precision_plugin.forward_context():
+                    loss = self.pretraining(ids, self.encoder)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * len(ids)
+            mean = float(total) / len(samples)
+            bar.set_postfix(loss=f"{mean:.4f}")
+            log.info(f"[s3rec] pre-training epoch {epoch}: loss {mean:.4f}")
+        log.info(f"[s3rec] pre-trained {self.pretrain_epochs} epochs in {time.monotonic() - started:.0f} s")
+        optimizer.zero_grad(set_to_none=True)
