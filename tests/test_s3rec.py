@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sracl_lightning.errors import UsageError
+from sracl_lightning.errors import InvalidArgumentError, UsageError
 from sracl_lightning.methods import s3rec
 from sracl_lightning.methods.parts import MethodDims, TrainingContext
 from sracl_lightning.methods.s3rec import S3RecPretraining, bidirectional_states, segment_masks
@@ -121,6 +121,53 @@ def test_s3rec_config_pretrains_then_fine_tunes_through_the_cli(tmp_path, synthe
     run_train(tiny_args(synthetic_reviews, tmp_path, "--config", str(REPO_ROOT / "configs" / "s3rec.yaml"),
                         "--model.init_args.pretrain_epochs", "2", "--trainer.max_epochs", "1"))
     results = json.loads(next((tmp_path / "runs").rglob("test_metrics.json")).read_text())
-    assert results["protocol"]["pretraining"] == "2 epochs of S3-Rec pre-training (MIP ρ=0.2 × 1.0, SP × 0.5)"
+    assert results["protocol"]["pretraining"] == ("2 epochs of S3-Rec pre-training (MIP ρ=0.2 × 1.0, SP × 0.5, "
+                                                  "no attributes)")
     assert "[s3rec] pre-trained 2 epochs" in caplog.text
     assert 0.0 <= results["metrics"]["hr@20"] <= 1.0 and results["metrics"]["users"] > 0
+
+
+@pytest.mark.unit
+def test_attributes_are_read_through_an_id_map_and_bad_files_are_named(tmp_path):
+    from sracl_lightning.methods.s3rec import read_item_attributes
+
+    (tmp_path / "attributes.json").write_text('{"10": [1, 2], "30": [3]}')
+    (tmp_path / "ids.tsv").write_text("ours\ttheirs\na\t10\nb\t20\nc\t30\n")
+    table = read_item_attributes(str(tmp_path / "attributes.json"), 4, [None, "a", "b", "c"],
+                                 str(tmp_path / "ids.tsv"))
+    assert table.tolist() == [[False] * 4, [False, True, True, False], [False] * 4, [False, False, False, True]]
+    with pytest.raises(UsageError, match="attribute 3, outside 1..2"):
+        read_item_attributes(str(tmp_path / "attributes.json"), 3, [None, "a", "b", "c"], str(tmp_path / "ids.tsv"))
+    (tmp_path / "bad.tsv").write_text("ours\ttheirs\na 10\n")
+    with pytest.raises(UsageError, match=r"bad.tsv:2: expected two tab-separated ids"):
+        read_item_attributes(str(tmp_path / "attributes.json"), 4, [None, "a"], str(tmp_path / "bad.tsv"))
+    with pytest.raises(InvalidArgumentError, match="num_attributes"):
+        S3RecPretraining(MethodDims(N, L, D), attributes=str(tmp_path / "attributes.json"))
+
+
+@pytest.mark.unit
+def test_attribute_losses_by_hand(monkeypatch, tmp_path):
+    (tmp_path / "attributes.json").write_text('{"1": [1], "2": [2, 3], "3": [3], "4": [1, 3]}')
+    part = S3RecPretraining(MethodDims(N, L, D), mip_weight=0.0, sp_weight=0.0, attributes=str(
+        tmp_path / "attributes.json"), num_attributes=4, aap_weight=0.2, map_weight=1.0)
+    samples = toy_samples({"a": [1, 2, 3, 4, 5, 6]}, num_items=N, max_len=L)
+    part.setup(TrainingContext(num_items=N, max_len=L, train_samples=samples,
+                               item_tokens=[None, *map(str, range(1, N + 1))]))
+    enc = encoder()
+    ids = torch.tensor([[0, 1, 2, 3, 4]])
+    chosen = torch.tensor([[False, False, True, False, True]])
+    monkeypatch.setattr(part, "mip_inputs", lambda ids, mask_id: (torch.where(chosen, mask_id, ids), chosen))
+    loss = part(ids, enc)
+    states = bidirectional_states(enc, torch.tensor([[0, 1, 10, 3, 10]]))[0]  # (L, D)
+    attributes = part.attribute_embedding.weight  # (A, D)
+    truth = {1: [0, 1, 0, 0], 2: [0, 0, 1, 1], 3: [0, 0, 0, 1], 4: [0, 1, 0, 1]}
+
+    def bce(head, j, item):
+        logits = head(states[j]) @ attributes.T
+        return F.binary_cross_entropy_with_logits(logits, torch.tensor(truth[item], dtype=torch.float),
+                                                  reduction="sum").item()
+
+    aap = bce(part.aap_head, 1, 1) + bce(part.aap_head, 3, 3)  # unmasked items 1 and 3
+    map_ = bce(part.map_head, 2, 2) + bce(part.map_head, 4, 4)  # masked items 2 and 4
+    assert loss.item() == pytest.approx(0.2 * aap + 1.0 * map_, rel=1e-5)
+    assert "AAP × 0.2, MAP × 1.0 over 3 attributes" in part.describe()

@@ -19,7 +19,7 @@ before any data is seen); in YAML a part is a ``class_path`` plus the ``init_arg
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +70,8 @@ class TrainingContext:
         train_samples: The training samples; sample ``i`` is prefix row ``i`` of the semantic tables.
         semantic: The frozen semantic tables of the profile, ``None`` without one.
         device: Where the module's tensors live.
+        item_tokens: The items' ids in the source file (``item_tokens[i]`` for item ``i``, index 0 ``None``), for
+            parts that read side files keyed by them (S3-Rec's attributes); ``None`` where unknown.
     """
 
     num_items: int
@@ -77,6 +79,7 @@ class TrainingContext:
     train_samples: SequenceSamples
     semantic: SemanticTables | None = None
     device: torch.device = torch.device("cpu")
+    item_tokens: Sequence[str | None] | None = None
 
     def require_semantic(self, part: str) -> SemanticTables:
         """The semantic tables, or a :class:`UsageError` saying that ``part`` needs a semantic profile."""

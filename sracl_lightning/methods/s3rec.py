@@ -12,20 +12,23 @@ keys masked, no causal mask) by the fine-tuning encoder's own blocks: ``F = enc�
 * **SP** (segment prediction): a random segment of 1..⌊n/2⌋ items is masked out of s; the masked sequence's last
   output ``c``, the segment alone (every other position masked) ``s⁺`` and a segment of the same length from
   elsewhere in the training data ``s⁻`` (last outputs) give ``ℓ = BCE(σ(σ(⟨W_SP c, s⁺⟩) − σ(⟨W_SP c, s⁻⟩)), 1)``.
-* **AAP / MAP** (associated / masked attribute prediction) need item attributes: they are not built here (below).
+* **AAP** (associated attribute prediction), where the data has item attributes (``<Name>_item2attributes.json``):
+  at every unmasked item, ``BCE(σ(⟨W_AAP F_t, a_j⟩), [j ∈ attributes(v_t)])`` over all attributes j;
+* **MAP** (masked attribute prediction): the same at the masked positions, with ``W_MAP``.
 
-``L_pre = w_MIP Σ ℓ_MIP + w_SP Σ ℓ_SP``, summed as in the official code and divided by the batch size (the
-official weights: MIP 1.0, SP 0.5; AAP 0.2, MAP 1.0). Pre-training runs ``pretrain_epochs`` epochs before the first
-fine-tuning epoch (:class:`~sracl_lightning.methods.s3rec_module.S3RecModule`); fine-tuning is the ordinary
-causal SASRec with the module's recommendation loss.
+``L_pre = w_AAP Σ ℓ_AAP + w_MIP Σ ℓ_MIP + w_MAP Σ ℓ_MAP + w_SP Σ ℓ_SP``, summed as in the official code and divided
+by the batch size (the official weights: AAP 0.2, MIP 1.0, MAP 1.0, SP 0.5). Without an attribute file (Office and
+the paper's Yelp have none here) AAP and MAP are off and the protocol says so. Pre-training runs
+``pretrain_epochs`` epochs before the first fine-tuning epoch
+(:class:`~sracl_lightning.methods.s3rec_module.S3RecModule`); fine-tuning is the ordinary causal SASRec with the
+module's recommendation loss.
 
-NOTE: deviations from the official code: no attribute objectives (AAP, MAP), so on every dataset this is S3-Rec's
-MIP + SP pre-training (the paper's Office and Yelp have no attributes in this project's data either); pre-training
-batches are the fine-tuning batch size (the official ``pre_batch_size`` is 100); sums are divided by the batch size
-(the same relative weights, a loss independent of the batch size); negatives for MIP are drawn outside the
-sequence's window only, and SP's negative segment comes from the flat training array (the official code: from the
-concatenation of all users' sequences); ``pretrain_epochs`` defaults to 100 (the official run script pre-trains
-300 epochs and its reproduction fine-tunes from epoch 150 on Beauty, 100 on Sports).
+NOTE: deviations from the official code: on datasets without an attribute file, pre-training is MIP + SP only;
+pre-training batches are the fine-tuning batch size (the official ``pre_batch_size`` is 100); sums are divided by
+the batch size (the same relative weights, a loss independent of the batch size); SP's negative segment comes from
+the flat training array (the official code: from the concatenation of all users' sequences); ``pretrain_epochs``
+defaults to 100 (the official run script pre-trains 300 epochs and its reproduction fine-tunes from epoch 150 on
+Beauty, 100 on Sports).
 
 Shapes: B batch, L window, D hidden, N items, T flat interactions.
 """
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sracl_lightning.datasets.samples import SequenceSamples, right_aligned_windows
-from sracl_lightning.errors import UsageError, check_at_least, check_in_range
+from sracl_lightning.errors import InvalidArgumentError, UsageError, check_at_least, check_in_range
 from sracl_lightning.methods.parts import MethodDims, Part, TrainingContext
 from sracl_lightning.methods.rec_losses import sample_negatives
 from sracl_lightning.models.sasrec import MASK_VALUE, SASRec
@@ -78,24 +81,53 @@ class S3RecPretraining(Part):
         mask_ratio: ρ, the probability that an item (but the last, always masked) is masked for MIP (0.2).
         mip_weight: Weight of MIP (1.0).
         sp_weight: Weight of SP (0.5).
+        attributes: The item-attribute file, ``{item id: [attribute ids 1..A-1], ...}`` as JSON
+            (``<Name>_item2attributes.json``); ``None``: no attribute objectives.
+        num_attributes: A, the attribute ids' bound (the official ``attribute_size``: largest id + 1); needed with
+            ``attributes``.
+        item_ids: A TSV mapping the dataset's item ids (first column) to the attribute file's (second), for files
+            numbered otherwise (``sracl/Beauty_sracl_to_coserec_item_id.tsv``); ``None``: the same ids.
+        aap_weight: Weight of AAP (0.2).
+        map_weight: Weight of MAP (1.0).
     """
 
-    def __init__(self, dims: MethodDims, mask_ratio: float = 0.2, mip_weight: float = 1.0,
-                 sp_weight: float = 0.5) -> None:
+    def __init__(self, dims: MethodDims, mask_ratio: float = 0.2, mip_weight: float = 1.0, sp_weight: float = 0.5,
+                 attributes: str | None = None, num_attributes: int = 0, item_ids: str | None = None,
+                 aap_weight: float = 0.2, map_weight: float = 1.0) -> None:
         super().__init__(dims)
         check_in_range("S3RecPretraining.mask_ratio", mask_ratio, 0, 1, high_inclusive=False)
-        check_at_least("S3RecPretraining.mip_weight", mip_weight, 0)
-        check_at_least("S3RecPretraining.sp_weight", sp_weight, 0)
+        for name, value in (("mip_weight", mip_weight), ("sp_weight", sp_weight), ("aap_weight", aap_weight),
+                            ("map_weight", map_weight)):
+            check_at_least(f"S3RecPretraining.{name}", value, 0)
+        if attributes is not None and num_attributes < 2:
+            raise InvalidArgumentError("S3RecPretraining.num_attributes", num_attributes,
+                                       ">= 2 with an attributes file (its largest attribute id + 1)")
         self.mask_ratio, self.mip_weight, self.sp_weight = mask_ratio, mip_weight, sp_weight
-        self.mip_head = nn.Linear(dims.hidden_size, dims.hidden_size)  # W_MIP
-        self.sp_head = nn.Linear(dims.hidden_size, dims.hidden_size)  # W_SP
-        for layer in (self.mip_head, self.sp_head):  # the official init: N(0, 0.02), bias 0
+        self.attributes_path, self.item_ids_path = attributes, item_ids
+        self.num_attributes = num_attributes if attributes is not None else 0
+        self.aap_weight, self.map_weight = aap_weight, map_weight
+        hidden = dims.hidden_size
+        self.mip_head, self.sp_head = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)  # W_MIP, W_SP
+        heads = [self.mip_head, self.sp_head]
+        if self.num_attributes:
+            self.attribute_embedding = nn.Embedding(self.num_attributes, hidden, padding_idx=0)  # (A, D)
+            self.aap_head, self.map_head = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)  # W_AAP, W_MAP
+            heads += [self.attribute_embedding, self.aap_head, self.map_head]
+        for layer in heads:  # the official init: N(0, 0.02), bias 0
             nn.init.normal_(layer.weight, std=0.02)
-            nn.init.zeros_(layer.bias)
+            if getattr(layer, "bias", None) is not None:
+                nn.init.zeros_(layer.bias)
         self.register_buffer("items", torch.empty(0, dtype=torch.int64), persistent=False)  # (T,) flat items
+        # (N + 1, A) bool: the attributes of each item (none for padding); set in setup().
+        self.register_buffer("item_attributes", torch.empty(0, 0, dtype=torch.bool), persistent=False)
 
     def setup(self, context: TrainingContext) -> None:
         self.items = context.train_samples.items.to(context.device)
+        if self.num_attributes:
+            if context.item_tokens is None:
+                raise UsageError("S3-Rec's attribute objectives need the items' source ids (a SeqRecDataModule)")
+            self.item_attributes = read_item_attributes(self.attributes_path, self.num_attributes,
+                                                        context.item_tokens, self.item_ids_path).to(context.device)
 
     @staticmethod
     def sequences(samples: SequenceSamples, indices: Tensor) -> Tensor:
@@ -121,15 +153,20 @@ class S3RecPretraining(Part):
         b = ids.shape[0]
         weight = encoder.item_embedding.weight  # (N + 1 + T, D)
         loss = ids.new_zeros((), dtype=torch.float32)
+        attributes = self.num_attributes > 0 and (self.aap_weight > 0 or self.map_weight > 0)
+        if self.mip_weight > 0 or attributes:
+            masked, chosen = self.mip_inputs(ids, mask_id)  # (B, L) each
+            states = bidirectional_states(encoder, masked)  # (B, L, D): MIP, AAP and MAP read the same pass
         if self.mip_weight > 0:
-            masked, chosen = self.mip_inputs(ids, mask_id)
-            states = self.mip_head(bidirectional_states(encoder, masked)[chosen])  # (M, D)
+            predicted = self.mip_head(states[chosen])  # (M, D)
             targets = ids[chosen]  # (M,)
             rows = chosen.nonzero()[:, 0]  # (M,) the row of each masked position
             negatives = sample_negatives(ids, encoder.num_items, 1)[rows, 0]  # (M,) outside the row's window
-            positive = torch.sigmoid((states * weight[targets]).sum(-1))
-            negative = torch.sigmoid((states * weight[negatives]).sum(-1))
+            positive = torch.sigmoid((predicted * weight[targets]).sum(-1))
+            negative = torch.sigmoid((predicted * weight[negatives]).sum(-1))
             loss = loss + self.mip_weight * pairwise_bce(positive.float(), negative.float())
+        if attributes:
+            loss = loss + self.attribute_losses(ids, states, chosen)
         if self.sp_weight > 0:
             segment = segment_masks(ids)  # (B, L)
             length = segment.sum(1)  # (B,)
@@ -151,5 +188,61 @@ class S3RecPretraining(Part):
             loss = loss + self.sp_weight * pairwise_bce(positive.float(), negative.float())
         return loss / b
 
+    def attribute_losses(self, ids: Tensor, states: Tensor, chosen: Tensor) -> Tensor:
+        """``w_AAP Σ ℓ_AAP + w_MAP Σ ℓ_MAP`` from the (B, L, D) states of the MIP-masked sequences, the (B, L) masked
+        positions ``chosen`` and the original ids (not yet divided by B)."""
+        attributes = self.attribute_embedding.weight  # (A, D)
+        truth = self.item_attributes[ids].float()  # (B, L, A)
+        unmasked = (ids != 0) & ~chosen
+        total = ids.new_zeros((), dtype=torch.float32)
+        for weight, head, where in ((self.aap_weight, self.aap_head, unmasked), (self.map_weight, self.map_head,
+                                                                                  chosen)):
+            if weight > 0:
+                logits = head(states[where]) @ attributes.T  # (M, A)
+                total = total + weight * F.binary_cross_entropy_with_logits(logits.float(), truth[where],
+                                                                            reduction="sum")
+        return total
+
     def describe(self) -> str:
-        return f"S3-Rec pre-training (MIP ρ={self.mask_ratio} × {self.mip_weight}, SP × {self.sp_weight})"
+        attributes = (f", AAP × {self.aap_weight}, MAP × {self.map_weight} over {self.num_attributes - 1} attributes"
+                      if self.num_attributes else ", no attributes")
+        return (f"S3-Rec pre-training (MIP ρ={self.mask_ratio} × {self.mip_weight}, SP × {self.sp_weight}"
+                f"{attributes})")
+
+
+def read_item_attributes(path: str, num_attributes: int, item_tokens, item_ids: str | None = None) -> Tensor:
+    """(N + 1, A) bool attributes of items 1..N from an ``{item id: [attribute ids]}`` JSON file keyed by the
+    dataset's source ids, or by other ids that the ``item_ids`` TSV maps them to; an item absent from the file has
+    none. Errors name the file, and the line of the TSV."""
+    import json
+    from pathlib import Path
+
+    source = Path(path)
+    if not source.is_file():
+        raise UsageError(f"S3RecPretraining.attributes: {source} not found")
+    try:
+        raw = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{source}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{source}: expected an object mapping item ids to lists of attribute ids")
+    mapping = None
+    if item_ids is not None:
+        mapping = {}
+        lines = Path(item_ids).read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines[1:], start=2):  # a header line first
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise UsageError(f"{item_ids}:{number}: expected two tab-separated ids, got {line!r}")
+            mapping[parts[0]] = parts[1]
+    table = torch.zeros(len(item_tokens), num_attributes, dtype=torch.bool)
+    for item, token in enumerate(item_tokens):
+        if token is None:
+            continue
+        key = mapping.get(str(token)) if mapping is not None else str(token)
+        for attribute in raw.get(key, []) if key is not None else []:
+            if not isinstance(attribute, int) or not 1 <= attribute < num_attributes:
+                raise UsageError(f"{source}: item {key} has attribute {attribute!r}, outside 1..{num_attributes - 1}"
+                                 ": raise S3RecPretraining.num_attributes")
+            table[item, attribute] = True
+    return table

@@ -221,7 +221,7 @@ class SeqRecDataModule(L.LightningDataModule):
             raise RuntimeError("training_context() needs the training samples: call setup('fit') first")
         return TrainingContext(num_items=self.num_items, max_len=self.max_len, train_samples=self.datasets["train"],
                                semantic=self.semantic if self.semantic_profile is not None else None,
-                               device=torch.device(device))
+                               device=torch.device(device), item_tokens=self.sequences.item_tokens)
 
     def build_samples(self, split: Split) -> SequenceSamples:
         """The dataset of one split; training samples carry their neighbours when a semantic profile is set."""
