@@ -164,7 +164,7 @@ def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
                            notes={"A": "the paper masked seen items", "B": "never printed"})
     assert "Far from the paper (more than 10% either way):" in markdown
     assert "- A: -20.0% from the paper (HR@20). the paper masked seen items." in markdown
-    assert "- C: +25.0% to +25.0% from the paper (HR@20, NDCG@20). no protocol difference known to explain it." \
+    assert "- C: +25.0% to +25.0% from the paper (HR@20, NDCG@20). No protocol difference known to explain it." \
         in markdown
     assert "never printed" not in markdown and "- B:" not in markdown
     # Nothing far: no section.

@@ -282,7 +282,7 @@ def far_from_paper_lines(cells: Sequence[Cell], notes: Mapping[str, str]) -> lis
         gaps = sorted(c.relative_to_paper for c in far)
         span = f"{gaps[0]:+.1%}" if len(gaps) == 1 else f"{gaps[0]:+.1%} to {gaps[-1]:+.1%}"
         metrics = ", ".join(c.metric.upper() for c in far)
-        reason = notes.get(row) or "no protocol difference known to explain it"
+        reason = notes.get(row) or "No protocol difference known to explain it"
         lines.append(f"{row}: {span} from the paper ({metrics}). {reason.rstrip('.')}.")
     return lines
 
