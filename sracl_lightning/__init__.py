@@ -60,8 +60,6 @@ _PUBLIC = {
     "DuoRecContrast": "sracl_lightning.methods.duorec",
     "SameTargetInfoNCE": "sracl_lightning.methods.duorec",
     "MaskedItemPrediction": "sracl_lightning.methods.bert4rec",
-    "CL4SRecContrast": "sracl_lightning.methods.cl4srec",
-    "CL4SRecAugmentations": "sracl_lightning.methods.cl4srec",
     "CoSeRecContrast": "sracl_lightning.methods.coserec",
     "CoSeRecAugmentations": "sracl_lightning.methods.coserec",
     "IntentContrast": "sracl_lightning.methods.iclrec",
