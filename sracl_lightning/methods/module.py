@@ -17,7 +17,9 @@ stacking them never drops an earlier choice. Three ways to extend it:
 * a new objective, positive, neighbour source or view generator: a part of :mod:`sracl_lightning.methods`, named by
   ``class_path`` in a slot;
 * a whole new method: a subclass overriding :meth:`loss_terms` (or :meth:`training_step`), :meth:`item_scores`
-  or :meth:`protocol`.
+  or :meth:`protocol`, as MCLRec's alternating updates
+  (:class:`~sracl_lightning.methods.mclrec_module.MetaOptimisedModule`: manual optimization, two optimizers) and
+  S3-Rec's pre-training before fitting (:class:`~sracl_lightning.methods.s3rec_module.S3RecModule`) do.
 
 Dimension letters: B batch, L window, D hidden, N items.
 """
