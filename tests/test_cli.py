@@ -111,3 +111,18 @@ def test_train_py_writes_per_user_ranks_that_reproduce_its_metrics(tmp_path, syn
     ranks = pairs[:, 1]
     assert (ranks <= 20).mean() == pytest.approx(metrics["hr@20"], abs=1e-6)
     assert ((ranks <= 10) / np.log2(ranks + 1)).mean() == pytest.approx(metrics["ndcg@10"], abs=1e-6)
+
+
+OVERLAYS = sorted(p for method in ("llmesr", "s3rec") for p in (REPO_ROOT / "configs" / method).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_per_dataset_overlay_stacks_on_its_method(overlay: Path, tmp_path, synthetic_reviews,
+                                                        semantic_data_root) -> None:
+    """configs/<method>/<dataset>.yaml after configs/<method>.yaml: every key it sets exists (on the synthetic data
+    and its two profiles; the dataset itself is each dataset config's own test above)."""
+    cli = SRACLCLI(args=["--config", str(REPO_ROOT / "configs" / f"{overlay.parent.name}.yaml"),
+                         "--config", str(overlay), "--data.dataset", str(synthetic_reviews),
+                         "--data.data_root", semantic_data_root,
+                         "--trainer.default_root_dir", str(tmp_path / "runs")])
+    assert cli.model.num_items == cli.datamodule.num_items > 0
