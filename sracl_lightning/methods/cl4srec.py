@@ -33,6 +33,16 @@ from sracl_lightning.methods.views import IdViews, ViewContrast, ViewGenerator
 from sracl_lightning.models.encoder import SequenceEncoder
 
 
+def mask_token_id(encoder: SequenceEncoder, method: str, config: str) -> int:
+    """The encoder's ``mask`` token id, or a :class:`UsageError` saying how ``method``'s config (``config``) gets
+    one."""
+    try:
+        return encoder.token_id("mask")
+    except KeyError:
+        raise UsageError(f"{method}'s mask augmentation needs an encoder with a mask token: set "
+                         f"--model.init_args.encoder.init_args.extra_tokens [mask] ({config} does)") from None
+
+
 def right_align(ids: Tensor, keys: Tensor) -> Tensor:
     """Gather ``ids`` (B, L) by ``keys`` (B, L) source positions, ``-1`` meaning padding."""
     return torch.where(keys >= 0, ids.gather(1, keys.clamp_min(0)), 0)
@@ -94,12 +104,7 @@ class CL4SRecAugmentations(IdViews):
         self.crop_ratio, self.mask_ratio, self.reorder_ratio = crop_ratio, mask_ratio, reorder_ratio
 
     def view(self, input_ids: Tensor, encoder: SequenceEncoder) -> Tensor:
-        try:
-            mask_id = encoder.token_id("mask")
-        except KeyError:
-            raise UsageError("CL4SRec's mask augmentation needs an encoder with a mask token: set "
-                             "--model.init_args.encoder.init_args.extra_tokens [mask] (configs/cl4srec.yaml does)"
-                             ) from None
+        mask_id = mask_token_id(encoder, "CL4SRec", "configs/cl4srec.yaml")
         choice = torch.randint(3, (input_ids.shape[0], 1), device=input_ids.device)  # (B, 1)
         views = (crop(input_ids, self.crop_ratio), mask(input_ids, self.mask_ratio, mask_id),
                  reorder(input_ids, self.reorder_ratio))

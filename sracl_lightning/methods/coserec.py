@@ -50,8 +50,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from sracl_lightning.errors import InvalidArgumentError, UsageError, check_at_least, check_in_range
-from sracl_lightning.methods.cl4srec import crop, mask, reorder
+from sracl_lightning.errors import InvalidArgumentError, check_at_least, check_in_range
+from sracl_lightning.methods.cl4srec import crop, mask, mask_token_id, reorder
 from sracl_lightning.methods.losses import InfoNCE
 from sracl_lightning.methods.parts import MethodDims, TrainingContext
 from sracl_lightning.methods.views import IdViews, ViewContrast, ViewGenerator
@@ -250,12 +250,7 @@ class CoSeRecAugmentations(IdViews):
     def view(self, input_ids: Tensor, encoder: SequenceEncoder) -> Tensor:
         if self.similar.numel() == 0:
             raise RuntimeError("item similarity not computed: CoSeRec's views run inside trainer.fit")
-        try:
-            mask_id = encoder.token_id("mask")
-        except KeyError:
-            raise UsageError("CoSeRec's mask augmentation needs an encoder with a mask token: set "
-                             "--model.init_args.encoder.init_args.extra_tokens [mask] (configs/coserec.yaml does)"
-                             ) from None
+        mask_id = mask_token_id(encoder, "CoSeRec", "configs/coserec.yaml")
         b = input_ids.shape[0]
         n = (input_ids != 0).sum(1)  # (B,)
         every = torch.randint(len(AUGMENTATIONS), (b,), device=input_ids.device)

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sracl_lightning.datasets.batch import SeqBatch
-from sracl_lightning.errors import UsageError, check_at_least, check_in_range
-from sracl_lightning.methods.cl4srec import crop, mask, reorder
+from sracl_lightning.errors import check_at_least, check_in_range
+from sracl_lightning.methods.cl4srec import crop, mask, mask_token_id, reorder
 from sracl_lightning.methods.losses import InfoNCE
 from sracl_lightning.methods.parts import MethodDims, Objective
 from sracl_lightning.methods.views import ViewGenerator
@@ -72,12 +72,7 @@ class DistinctAugmentations(ViewGenerator):
         return torch.where(choice == 0, views[0], torch.where(choice == 1, views[1], views[2]))
 
     def forward(self, batch: SeqBatch, h: Tensor | None, encoder: SequenceEncoder) -> tuple[Tensor, Tensor]:
-        try:
-            mask_id = encoder.token_id("mask")
-        except KeyError:
-            raise UsageError("MCLRec's mask augmentation needs an encoder with a mask token: set "
-                             "--model.init_args.encoder.init_args.extra_tokens [mask] (configs/mclrec.yaml does)"
-                             ) from None
+        mask_id = mask_token_id(encoder, "MCLRec", "configs/mclrec.yaml")
         ids = batch.input_ids  # (B, L)
         first = torch.randint(3, (ids.shape[0], 1), device=ids.device)  # (B, 1)
         second = (first + 1 + torch.randint(2, first.shape, device=ids.device)) % 3  # another one, uniformly
