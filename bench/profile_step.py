@@ -7,6 +7,7 @@ one is profiled. Results: ``bench/results/profile-<dataset>-<mode>.txt``.
 
     python bench/profile_step.py                                  # Beauty, the backbone, 1 thread (a runner job)
     python bench/profile_step.py --mode memory_bank --threads 2   # SRA-CL, memory bank
+    python bench/profile_step.py --precision bf16-mixed           # under bf16 autocast (a native-bf16 CPU)
     python bench/profile_step.py --dataset synthetic --steps 5
 """
 
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument("--mode", default="backbone", choices=list(common.COST_MODES))
     parser.add_argument("--profile", default="minilm_nollm", help="semantic profile of the SRA-CL modes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the runner's jobs use 1)")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="bf16-mixed: the step under CPU autocast to bf16, as Lightning's bf16-mixed")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="timed and profiled steps, each")
     parser.add_argument("--rows", type=int, default=30, help="operators in the table")
@@ -70,9 +73,11 @@ def main() -> None:
     warmup = 3
     batches = [batch for _, batch in zip(range(warmup + args.steps), data.train_dataloader(), strict=False)]
 
+    autocast = args.precision == "bf16-mixed"
+
     def steps(model, optimizer, chosen) -> None:
         for batch in chosen:
-            with fused_kernels(model.fused_kernels):
+            with fused_kernels(model.fused_kernels), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
                 loss = torch.stack(list(model.loss_terms(batch).values())).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -90,13 +95,14 @@ def main() -> None:
     table = prof.key_averages(group_by_input_shape=True).table(
         sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=40, max_shapes_column_width=60)
     header = [f"# profile of one training step: {args.dataset}, mode {args.mode}, batch {args.batch_size}, "
-              f"{args.threads} thread(s), {args.steps} steps",
+              f"{args.precision}, {args.threads} thread(s), {args.steps} steps",
               f"# {common.machine_info('cpu')}; {common.now()}",
               f"# ms/step: eager ops {timings[False]:.1f}, fused kernels {timings[True]:.1f} "
               f"(speed-up {timings[False] / timings[True]:.2f}x); the table profiles the fused kernels",
               "# (self CPU time per operator and input shapes, summed over the steps; the profiler adds overhead)"]
     text = "\n".join(header) + "\n" + table + "\n"
-    out = Path(args.output_dir) / f"profile-{args.dataset}-{args.mode}.txt"
+    suffix = "" if args.precision == "32-true" else f"-{args.precision}"
+    out = Path(args.output_dir) / f"profile-{args.dataset}-{args.mode}{suffix}.txt"
     from sracl_lightning.atomic import atomic_write_text
 
     atomic_write_text(out, text)

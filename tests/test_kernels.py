@@ -125,6 +125,52 @@ def test_a_few_training_steps_give_equal_losses_along_both_paths():
     torch.testing.assert_close(losses[True], losses[False], rtol=1e-5, atol=1e-6)
 
 
+def test_fused_optimizer_takes_the_same_steps_as_the_default_implementation():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(50, 8)), torch.nn.Parameter(torch.randn(8))]
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    default = torch.optim.Adam([{"params": copies[:1]}, {"params": copies[1:], "lr": 0.05}], lr=0.01,
+                               weight_decay=0.1)
+    fused = kernels.fused_optimizer(torch.optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.05}],
+                                                     lr=0.01, weight_decay=0.1))
+    assert [group["fused"] for group in fused.param_groups] == [True, True]
+    assert [group["lr"] for group in fused.param_groups] == [0.01, 0.05]  # each group keeps its own settings
+    assert default.param_groups[0]["fused"] is None
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in params]
+        for p, q, g in zip(params, copies, grads, strict=True):
+            p.grad, q.grad = g.clone(), g.clone()
+        fused.step()
+        default.step()
+    for p, q in zip(params, copies, strict=True):
+        assert not torch.equal(p, torch.zeros_like(p))
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+    # A state saved by one implementation continues in the other.
+    default.load_state_dict(fused.state_dict())
+    assert default.param_groups[0]["fused"] is True
+
+
+@pytest.mark.parametrize("kwargs", [{"foreach": True}, {"fused": False}, {"differentiable": True}])
+def test_fused_optimizer_keeps_an_explicit_implementation(kwargs):
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], **kwargs)
+    assert kernels.fused_optimizer(optimizer) is optimizer
+
+
+def test_fused_optimizer_leaves_an_optimizer_without_a_fused_kernel():
+    optimizer = torch.optim.RMSprop([torch.nn.Parameter(torch.ones(3))])
+    assert kernels.fused_optimizer(optimizer) is optimizer
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_the_module_builds_a_fused_optimizer_with_the_fused_kernels(fused):
+    from sracl_lightning.methods.module import SRACLModule
+
+    model = SRACLModule(num_items=30, max_len=5, fused_kernels=fused)
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["fused"] is (True if fused else None)
+
+
 @pytest.mark.parametrize(("precision", "accelerator", "native", "warned"), [
     ("bf16-mixed", "cpu", False, True), ("bf16-mixed", "cpu", True, False), ("32-true", "cpu", False, False)])
 def test_bf16_on_a_cpu_without_native_bf16_is_warned_about(precision, accelerator, native, warned, monkeypatch):

@@ -136,8 +136,12 @@ def dot_product_top1(embeddings: Tensor, chunk: int = 4096) -> tuple[Tensor, Ten
         ``(top1, score)``: (N + 1,) ids and scores, min-max normalised over the full (N, N) product (the diagonal
         included, as in the official code); row 0 is padding (itself, 0).
     """
-    n = embeddings.shape[0]
-    weights = embeddings.detach().float()
+    with torch.autocast(embeddings.device.type, enabled=False):  # fp32 scores also under bf16-mixed
+        return _dot_product_top1(embeddings.detach().float(), chunk)
+
+
+def _dot_product_top1(weights: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    n = weights.shape[0]
     top1 = torch.zeros(n + 1, dtype=torch.int64, device=weights.device)
     best = torch.zeros(n + 1, device=weights.device)
     low, high = torch.tensor(float("inf"), device=weights.device), torch.tensor(float("-inf"), device=weights.device)

@@ -48,11 +48,9 @@ class MetaOptimisedModule(SRACLModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         augmenters = {id(p) for p in self.meta.augmenters.parameters()}
-        try:
-            return [self.optimizer_factory([p for p in self.parameters() if id(p) not in augmenters]),
-                    self.augmenter_optimizer_factory(self.meta.augmenters.parameters())]
-        except ValueError as error:
-            raise UsageError(f"model.init_args optimizer or augmenter_optimizer: {error}") from None
+        return [self.build_optimizer(self.optimizer_factory, [p for p in self.parameters() if id(p) not in augmenters]),
+                self.build_optimizer(self.augmenter_optimizer_factory, self.meta.augmenters.parameters(),
+                                     "model.init_args.augmenter_optimizer")]
 
     def update(self, optimizer, loss: Tensor) -> None:
         """One update of ``optimizer``'s parameters by ``loss``; every gradient is cleared first, so the other

@@ -39,7 +39,7 @@ from sracl_lightning.errors import DataMismatchError, InvalidArgumentError, Usag
 from sracl_lightning.methods.parts import MethodDims, Objective, ObjectiveFactory, TrainingContext
 from sracl_lightning.methods.rec_losses import FullSoftmaxCrossEntropy, RecLoss
 from sracl_lightning.models.encoder import SequenceEncoder
-from sracl_lightning.models.kernels import fused_kernels
+from sracl_lightning.models.kernels import fused_kernels, fused_optimizer
 from sracl_lightning.models.metrics import RankingMetrics
 from sracl_lightning.models.sasrec import SASRec
 from sracl_lightning.models.scoring import rank_targets, score_items
@@ -72,8 +72,9 @@ class SRACLModule(L.LightningModule):
         base_objective: The base method's own objective, to which SRA-CL's are added (e.g.
             :class:`~sracl_lightning.methods.duorec.DuoRecContrast`); ``None``: none.
         fused_kernels: Train with the faster computations of :mod:`sracl_lightning.models.kernels` (the output
-            layer fused with its loss and gradient, dropout by a uniform draw); ``False``: PyTorch's eager ops bit
-            for bit, as runs made before they existed. Not part of the model: a checkpoint loads either way.
+            layer fused with its loss and gradient, dropout by a uniform draw, the optimizer's fused step where torch
+            has one); ``False``: PyTorch's eager ops and the optimizer's default implementation bit for bit, as runs
+            made before they existed. Not part of the model: a checkpoint loads either way.
         compile_mode: ``torch.compile`` the encoder with this mode (``"default"``, ``"reduce-overhead"``: CUDA
             graphs on a GPU, ``"max-autotune"``); ``None`` (default): eager. In place (``nn.Module.compile``), so
             checkpoints are the same either way. Shapes are static: each new batch size (the last, smaller batch;
@@ -185,8 +186,11 @@ class SRACLModule(L.LightningModule):
         return {slot: objective for slot, objective in self.objectives.items() if objective.weight > 0}
 
     def on_train_epoch_start(self) -> None:
-        for objective in self.active_objectives().values():
-            objective.on_train_epoch_start(self.encoder)
+        # The objectives' epoch work (a memory bank's rebuild, k-means over the windows' encodings) runs in the
+        # training step's precision: bf16 under bf16-mixed, as the step itself.
+        with self.trainer.precision_plugin.forward_context():
+            for objective in self.active_objectives().values():
+                objective.on_train_epoch_start(self.encoder)
 
     def loss_terms(self, batch: SeqBatch) -> dict[str, Tensor]:
         """Named, weighted loss terms (``"rec"`` and each objective's name); the training loss is their sum."""
@@ -211,10 +215,17 @@ class SRACLModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        try:
-            return self.optimizer_factory(self.parameters())
-        except ValueError as error:  # torch validates lr, betas, ... only here
-            raise UsageError(f"model.init_args.optimizer: {error}") from None
+        return self.build_optimizer(self.optimizer_factory, self.parameters())
+
+    def build_optimizer(self, factory: OptimizerFactory, parameters: Iterable[nn.Parameter],
+                        argument: str = "model.init_args.optimizer") -> torch.optim.Optimizer:
+        """``factory(parameters)``, with torch's fused step when ``fused_kernels`` is on
+        (:func:`~sracl_lightning.models.kernels.fused_optimizer`); a bad value is named by its ``argument``."""
+        try:  # torch validates lr, betas, ... only here
+            optimizer = factory(parameters)
+        except ValueError as error:
+            raise UsageError(f"{argument}: {error}") from None
+        return fused_optimizer(optimizer) if self.fused_kernels else optimizer
 
     # --------------------------------------------------------------------------------------------- evaluation
     def item_scores(self, h: Tensor, exclude: Tensor | None = None, keep: Tensor | None = None,

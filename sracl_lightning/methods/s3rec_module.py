@@ -58,10 +58,7 @@ class S3RecModule(SRACLModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """The fine-tuning optimizer, over everything but the pre-training heads."""
         heads = {id(p) for p in self.pretraining.parameters()}
-        try:
-            return self.optimizer_factory([p for p in self.parameters() if id(p) not in heads])
-        except ValueError as error:
-            raise UsageError(f"model.init_args.optimizer: {error}") from None
+        return self.build_optimizer(self.optimizer_factory, [p for p in self.parameters() if id(p) not in heads])
 
     def on_fit_start(self) -> None:
         if self.pretrain_epochs == 0 or self.trainer.ckpt_path is not None:
@@ -76,7 +73,8 @@ class S3RecModule(SRACLModule):
         samples = self.trainer.datamodule.datasets["train"]
         self.pretraining.setup(self.training_context())
         parameters = [*self.encoder.parameters(), *self.pretraining.parameters()]
-        optimizer = self.pretrain_optimizer_factory(parameters)
+        optimizer = self.build_optimizer(self.pretrain_optimizer_factory, parameters,
+                                         "model.init_args.pretrain_optimizer")
         batch_size = self.trainer.datamodule.per_device_batch_size
         self.train()
         started = time.monotonic()
