@@ -27,6 +27,7 @@ clock waits for the device before it reads, and the GPU memory peak is recorded.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -274,6 +275,7 @@ def main() -> None:
         subprocess.run([sys.executable, str(common.REPO_ROOT / "data" / "synthetic.py")], check=True)
     report: dict = {
         "dataset": args.dataset, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+        "repeats": args.repeats,
         "machine": common.machine_info(args.accelerator, processor=platform.processor() or platform.machine()),
         "time": common.now(), "results": {},
     }
@@ -281,7 +283,9 @@ def main() -> None:
         print(f"[{precision}]")
         names = [name for name in WORKERS if (name != "project_ddp" or args.accelerator == "cpu")
                  and (name != "project_compiled" or args.accelerator == "cuda")]
-        figures = {name: run_measurement(name, precision, args) for name in names}
+        measure = functools.partial(run_measurement, precision=precision, args=args)
+        figures = common.interleaved(measure, names, args.repeats,
+                                     seconds=lambda fig: fig.get("s_per_epoch", fig.get("s_rank_all_users")))
         epoch = {name: fig["s_per_epoch"] for name, fig in figures.items() if "s_per_epoch" in fig}
         figures["ratios"] = {
             "train_epoch_project_over_reference": epoch["project_train"] / epoch["reference_train"],

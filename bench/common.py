@@ -15,6 +15,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, workers: list[str], *,
     parser.add_argument("--precisions", nargs="+", default=None,
                         help="default: 32-true, and bf16-mixed where bf16 is native (a GPU, or a CPU with "
                              "AVX512-BF16 or AMX); emulated bf16 matmuls are many times slower than fp32")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="measure every figure this many times, round-robin, and keep the median (each run's "
+                             "time is kept in the JSON): a shared machine's drift then reaches every figure alike")
     parser.add_argument("--worker", choices=workers, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="32-true", help=argparse.SUPPRESS)
 
@@ -133,6 +137,36 @@ def run_worker(script: str, label: str, precision: str, argv: list[str], width: 
     shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
     print(f"  {label:{width}s} {precision:10s} {json.dumps(shown)}")
     return result
+
+
+def interleaved(measure: Callable[[str], dict], names: list[str], repeats: int,
+                seconds: Callable[[dict], float]) -> dict[str, dict]:
+    """Every measurement of ``names`` taken ``repeats`` times, round-robin (all names once, then all again, ...).
+
+    Args:
+        measure: Takes one measurement by name (a worker process) and returns its figures.
+        names: The measurements, in the order of a round.
+        repeats: Rounds; at least 1.
+        seconds: The time of a result by which the median is chosen.
+
+    Returns:
+        For each name, the figures of its median run (the lower median for an even count), with ``"repeats"``: every
+        run's time, in round order. Ratios of medians then compare like with like.
+    """
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        if repeats > 1:
+            print(f"  round {round_ + 1} of {repeats}")
+        for name in names:
+            runs[name].append(measure(name))
+    chosen = {}
+    for name, results in runs.items():
+        times = [seconds(result) for result in results]
+        median = sorted(range(len(times)), key=times.__getitem__)[(len(times) - 1) // 2]
+        chosen[name] = {**results[median], "repeats": times}
+    return chosen
 
 
 def machine_info(accelerator: str, **extra: object) -> dict:

@@ -20,6 +20,7 @@ is timed too. Results: ``bench/results/sracl-<dataset>.json`` and a Markdown tab
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -111,12 +112,15 @@ def main() -> None:
         return
 
     report = {"dataset": args.dataset, "profile": args.profile, "batch_size": args.batch_size, "k": args.k,
+              "repeats": args.repeats,
               "machine": common.machine_info(args.accelerator), "time": common.now(), "results": {}}
     rows = ["| precision | mode | s/step | s/epoch | × backbone | setup s | peak RSS MB |",
             "|---|---|---|---|---|---|---|"]
     for precision in common.precisions_to_measure(args):
         print(f"[{precision}]")
-        figures = {mode: run_mode(mode, precision, args) for mode in args.modes}
+        measure = functools.partial(run_mode, precision=precision, args=args)
+        figures = common.interleaved(measure, args.modes, args.repeats,
+                                     seconds=lambda fig: fig["s_per_epoch"])
         if "backbone" in figures:
             for fig in figures.values():
                 fig["epoch_over_backbone"] = fig["s_per_epoch"] / figures["backbone"]["s_per_epoch"]

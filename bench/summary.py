@@ -23,6 +23,19 @@ def machine_line(payload: dict) -> str:
     return f"measured {payload.get('time', '?')}; {machine}"
 
 
+def seconds(fig: dict, value: float, digits: int) -> str:
+    """``value`` (the median run's), followed by the range over the runs when the figure was measured repeatedly."""
+    runs = fig.get("repeats", [])
+    spread = f" ({min(runs):.{digits}f}–{max(runs):.{digits}f})" if len(runs) > 1 else ""
+    return f"{value:.{digits}f}{spread}"
+
+
+def repeats_line(payload: dict) -> list[str]:
+    count = payload.get("repeats", 1)
+    return [f"Each figure: the median of {count} runs taken round-robin, with their range in brackets; ratios are of "
+            "medians.", ""] if count > 1 else []
+
+
 def gpu_peak(*figures: dict) -> str:
     """The largest GPU memory peak among the measurements, or n/a for CPU runs."""
     peaks = [f["gpu_peak_mb"] for f in figures if "gpu_peak_mb" in f]
@@ -40,7 +53,7 @@ TRAIN_PATHS = {  # worker -> how the summary names it
 
 
 def backbone_section(name: str, payload: dict) -> list[str]:
-    lines = [f"## Backbone: {payload['dataset']} (`{name}`)", "", machine_line(payload), "",
+    lines = [f"## Backbone: {payload['dataset']} (`{name}`)", "", machine_line(payload), "", *repeats_line(payload),
              "| precision | training path | s/epoch | samples/s | × reference | peak RSS MB | GPU peak MB |",
              "|---|---|---|---|---|---|---|"]
     for precision, r in payload["results"].items():
@@ -48,7 +61,8 @@ def backbone_section(name: str, payload: dict) -> list[str]:
         for worker, label in TRAIN_PATHS.items():
             if worker in r:
                 fig = r[worker]
-                lines.append(f"| {precision} | {label} | {fig['s_per_epoch']:.1f} | {fig['samples_per_s']:,.0f} | "
+                lines.append(f"| {precision} | {label} | {seconds(fig, fig['s_per_epoch'], 1)} | "
+                             f"{fig['samples_per_s']:,.0f} | "
                              f"{fig['s_per_epoch'] / reference:.2f} | {fig['peak_rss_mb']:.0f} | {gpu_peak(fig)} |")
     lines += ["", "| precision | ranking all users | s | users/s | × reference | peak RSS MB | GPU peak MB |",
               "|---|---|---|---|---|---|---|"]
@@ -57,7 +71,8 @@ def backbone_section(name: str, payload: dict) -> list[str]:
         for worker, label in (("reference_rank", "reference: bare matmul + rank"),
                               ("project_rank", "project (`trainer.test`)")):
             fig = r[worker]
-            lines.append(f"| {precision} | {label} | {fig['s_rank_all_users']:.2f} | {fig['users_per_s']:,.0f} | "
+            lines.append(f"| {precision} | {label} | {seconds(fig, fig['s_rank_all_users'], 2)} | "
+                         f"{fig['users_per_s']:,.0f} | "
                          f"{fig['s_rank_all_users'] / reference:.2f} | {fig['peak_rss_mb']:.0f} | {gpu_peak(fig)} |")
     ratios = {k: v for precision in payload["results"].values() for k, v in precision["ratios"].items()}
     lines += ["", "× reference is time over the reference's time in the same invocation (below 1 is faster).",
@@ -67,12 +82,12 @@ def backbone_section(name: str, payload: dict) -> list[str]:
 
 def sracl_section(name: str, payload: dict) -> list[str]:
     lines = [f"## SRA-CL cost modes: {payload['dataset']}, profile {payload.get('profile')}, k = {payload.get('k')} "
-             f"(`{name}`)", "", machine_line(payload), "",
+             f"(`{name}`)", "", machine_line(payload), "", *repeats_line(payload),
              "| precision | mode | s/epoch | samples/s | × backbone | tables load s | peak RSS MB | GPU peak MB |",
              "|---|---|---|---|---|---|---|---|"]
     for precision, modes in payload["results"].items():
         for mode, r in modes.items():
-            lines.append(f"| {precision} | {mode} | {r['s_per_epoch']:.1f} | {r['samples_per_s']:,.0f} | "
+            lines.append(f"| {precision} | {mode} | {seconds(r, r['s_per_epoch'], 1)} | {r['samples_per_s']:,.0f} | "
                          f"{r['epoch_over_backbone']:.2f} | {r.get('setup_s', 0.0):.1f} | {r['peak_rss_mb']:.0f} | "
                          f"{gpu_peak(r)} |")
     return [*lines, ""]

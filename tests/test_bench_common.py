@@ -37,3 +37,32 @@ def test_arguments_paths_and_peaks(common, tmp_path) -> None:
                           "accelerator", "gpu"] and info["gpu"] is None and info["native_bf16"] == native
     common.write_json(tmp_path / "r.json", {"a": 1})
     assert (tmp_path / "r.json").read_text() == '{\n  "a": 1\n}\n'
+
+
+def test_interleaved_measures_round_robin_and_keeps_each_median(common) -> None:
+    order = []
+    times = {"a": iter([3.0, 1.0, 2.0]), "b": iter([10.0, 30.0, 20.0])}
+
+    def measure(name):
+        order.append(name)
+        return {"s": next(times[name]), "name": name, "call": len(order)}
+
+    chosen = common.interleaved(measure, ["a", "b"], 3, seconds=lambda fig: fig["s"])
+    assert order == ["a", "b", "a", "b", "a", "b"]  # round-robin, not a then b
+    assert chosen["a"] == {"s": 2.0, "name": "a", "call": 5, "repeats": [3.0, 1.0, 2.0]}
+    assert chosen["b"] == {"s": 20.0, "name": "b", "call": 6, "repeats": [10.0, 30.0, 20.0]}
+    even = common.interleaved(lambda name: {"s": float(len(order))} if order.append(name) is None else {}, ["c"], 2,
+                              seconds=lambda fig: fig["s"])
+    assert even["c"]["s"] == even["c"]["repeats"][0]  # the lower median of two
+    with pytest.raises(ValueError, match="repeats"):
+        common.interleaved(measure, ["a"], 0, seconds=lambda fig: fig["s"])
+
+
+def test_summary_shows_the_range_of_repeated_figures() -> None:
+    summary = load_script("bench/summary")
+    fig = {"repeats": [2.0, 1.5, 2.25]}
+    assert summary.seconds(fig, 2.0, 1) == "2.0 (1.5–2.2)"
+    assert summary.seconds({"repeats": [2.0]}, 2.0, 2) == "2.00"
+    assert summary.seconds({}, 2.0, 1) == "2.0"
+    assert summary.repeats_line({"repeats": 3})[0].startswith("Each figure: the median of 3 runs")
+    assert summary.repeats_line({}) == []
