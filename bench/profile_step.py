@@ -1,6 +1,6 @@
 """Where a training step's time goes: ``torch.profiler`` over the project's own step, operator by operator.
 
-The step is the module's ``loss_terms`` + backward + Adam on real batches of the DataModule (no Lightning loop), so
+The step is the module's ``loss_terms`` + backward + its optimizer's step on real batches of the DataModule (no Lightning loop), so
 the table shows the model and its losses alone; ``bench/backbone.py`` measures the whole loop. Both kernel paths
 are timed in the same invocation (``fused_kernels`` on and off, sracl_lightning/models/kernels.py), then the chosen
 one is profiled. Results: ``bench/results/profile-<dataset>-<mode>.txt``.
@@ -23,7 +23,8 @@ import common  # noqa: E402
 
 
 def build(args, data, fused: bool):
-    """The module of ``args.mode`` (SRA-CL as configs/sracl/*.yaml in that cost mode) and its Adam."""
+    """The module of ``args.mode`` (SRA-CL as configs/sracl/*.yaml in that cost mode) and its optimizer, built by the
+    module (Adam, lr 1e-3; torch's fused step with the fused kernels, as in training)."""
     import torch
 
     import sracl_lightning
@@ -37,7 +38,7 @@ def build(args, data, fused: bool):
         objective.setup(context)
         objective.on_train_epoch_start(model.encoder)  # the memory bank's first build
     model.train()
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+    return model, model.configure_optimizers()
 
 
 def main() -> None:
