@@ -304,7 +304,7 @@ def test_memory_bank_mode_trains_through_the_cli(tmp_path, synthetic_reviews, se
 # ------------------------------------------------------------------------------------------------- configs
 SRACL_CONFIGS = sorted((CONFIGS / "sracl").glob("*.yaml"))
 #: Overlays on a dataset's SRA-CL config, not configs of their own.
-SRACL_OVERLAYS = {"faithful", "learnable_substitution", "released_code"}
+SRACL_OVERLAYS = {"faithful", "learnable_substitution", "released_code", "paper_infonce"}
 
 
 def instantiate(data_root: str, reviews, tmp_path, *configs) -> SRACLCLI:
@@ -338,6 +338,9 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
     assert user.positive.synthesizer.dropout.p == (0.5 if config.stem == "released_code" else 0.0)
     views = LearnableSubstitution if config.stem == "learnable_substitution" else SemanticSubstitution
     assert type(item.views) is views and item.views.probability == 0.2
+    negatives = "positives" if config.stem == "paper_infonce" else "all"  # Eq. 9, or the released code's NT-Xent
+    assert user.loss.negatives == item.loss.negatives == negatives
+    assert user.loss.temperature == item.loss.temperature == 1.0
 
 
 ABLATIONS = sorted((CONFIGS / "ablations").glob("*.yaml"))
