@@ -91,3 +91,17 @@ def test_kept_ranks_are_per_user_sorted_and_required_users():
         metric.update_ranks(torch.tensor([1]))
     with pytest.raises(RuntimeError, match="keeps no ranks"):
         RankingMetrics((10,)).user_ranks()
+
+
+def test_update_ranks_counts_as_an_update_and_refreshes_compute() -> None:
+    import warnings
+
+    metric = RankingMetrics(ks=(1,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchmetrics warns when compute() follows no counted update
+        metric.update_ranks(torch.tensor([1, 3]))
+        first = metric.compute()
+        metric.update_ranks(torch.tensor([1, 1]))
+        second = metric.compute()  # not the cached first value
+    assert first["hr@1"].item() == 0.5 and first["count"].item() == 2
+    assert second["hr@1"].item() == 0.75 and second["count"].item() == 4

@@ -87,11 +87,18 @@ class RankingMetrics(Metric):
 
     def update(self, scores: Tensor, target_index: Tensor, exclude: Tensor | None = None) -> None:
         """Add a batch: ``scores`` (B, N), ``target_index`` (B,), ``exclude`` (B, H); see :func:`target_ranks`."""
-        self.update_ranks(target_ranks(scores, target_index, exclude))
+        self._add_ranks(target_ranks(scores, target_index, exclude))
 
     def update_ranks(self, ranks: Tensor, users: Tensor | None = None) -> None:
         """Add a batch of already computed 1-based ranks ``(B,)`` of the users ``(B,)`` (needed with
         ``keep_ranks``)."""
+        # What torchmetrics' wrapper does around update(): drop the cached compute() result and count the update
+        # (else compute() after update_ranks() alone warns that nothing was updated, and could return a stale value).
+        self._computed = None
+        self._update_count += 1
+        self._add_ranks(ranks, users)
+
+    def _add_ranks(self, ranks: Tensor, users: Tensor | None = None) -> None:
         values = per_user_values(ranks, self.ks)
         self.sums += torch.stack([torch.stack([values[f"{name}@{k}"].sum() for k in self.ks])
                                   for name in ("hr", "ndcg", "mrr")])
