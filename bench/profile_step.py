@@ -1,9 +1,9 @@
 """Where a training step's time goes: ``torch.profiler`` over the project's own step, operator by operator.
 
-The step is the module's ``loss_terms`` + backward + its optimizer's step on real batches of the DataModule (no Lightning loop), so
-the table shows the model and its losses alone; ``bench/backbone.py`` measures the whole loop. Both kernel paths
-are timed in the same invocation (``fused_kernels`` on and off, sracl_lightning/models/kernels.py), then the chosen
-one is profiled. Results: ``bench/results/profile-<dataset>-<mode>.txt``.
+The step is the module's ``loss_terms`` + backward + its optimizer's step on real batches of the DataModule (no
+Lightning loop), so the table shows the model and its losses alone; ``bench/backbone.py`` measures the whole loop.
+Both kernel paths are timed in the same invocation (``fused_kernels`` on and off, sracl_lightning/models/kernels.py),
+then the chosen one is profiled. Results: ``bench/results/profile-<dataset>-<mode>.txt``.
 
     python bench/profile_step.py                                  # Beauty, the backbone, 1 thread (a runner job)
     python bench/profile_step.py --mode memory_bank --threads 2   # SRA-CL, memory bank

@@ -136,7 +136,7 @@ def test_fused_optimizer_takes_the_same_steps_as_the_default_implementation():
     assert [group["fused"] for group in fused.param_groups] == [True, True]
     assert [group["lr"] for group in fused.param_groups] == [0.01, 0.05]  # each group keeps its own settings
     assert default.param_groups[0]["fused"] is None
-    for step in range(5):
+    for _ in range(5):
         grads = [torch.randn_like(p) for p in params]
         for p, q, g in zip(params, copies, grads, strict=True):
             p.grad, q.grad = g.clone(), g.clone()

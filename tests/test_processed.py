@@ -501,3 +501,35 @@ def test_stats_json_records_the_files(source: Path, data_root: Path) -> None:
     identity = processed.data_identity(stats)
     assert identity["source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert identity["num_items"] == stats["num_items"] and "path" not in identity
+
+
+def _prepare_and_load(args: tuple[str, str]) -> int:
+    source, data_root = args
+    directory, _, converted = processed.prepare("toy", Path(source), "s3rec", Path(data_root))
+    return int(converted) + 2 * processed.load(directory).num_users
+
+
+def test_concurrent_prepares_of_one_folder_take_turns(source: Path, data_root: Path) -> None:
+    """Two runner jobs on a fresh data root: one converts, the other waits and reuses; neither ever finds the folder
+    half-written (before the lock, a job could load while the other had removed stats.json)."""
+    import multiprocessing
+    import threading
+    import time
+
+    directory = processed.dataset_directory(data_root, "toy", source, "s3rec")
+    order = []
+    with processed._exclusive(directory):
+        waiting = threading.Thread(target=lambda: [order.append("second") for _ in [processed.prepare(
+            "toy", source, "s3rec", data_root)]])
+        waiting.start()
+        time.sleep(0.3)
+        order.append("first")  # the thread is still blocked on the lock
+    waiting.join(10)
+    assert order == ["first", "second"]
+
+    for round_ in range(3):
+        root = data_root.parent / f"fresh{round_}"
+        with multiprocessing.get_context("spawn").Pool(3) as pool:
+            results = pool.map(_prepare_and_load, [(str(source), str(root))] * 3)
+        assert sorted(result % 2 for result in results) == [0, 0, 1]  # exactly one process converted
+        assert {result // 2 for result in results} == {len(TOY_LINES)}
