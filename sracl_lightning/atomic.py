@@ -9,20 +9,41 @@ OOM killer, a lost node) cannot remove it, so every :func:`atomic_write` first s
 alone while its pid is alive on this machine, or while any process holds the ``flock`` that :func:`atomic_write`
 keeps on its temporary file during the write (which protects writers in another pid namespace, such as another
 container sharing the folder). The sweep costs one listing of the target's folder per write.
+
+:func:`exclusive_lock` serialises a longer rewrite of several files (a dataset conversion) across processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 try:
     import fcntl
 except ImportError:  # Windows: no flock, and os.kill(pid, 0) there would terminate the process
     fcntl = None  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` tied to ``path`` (a file or folder, named by its resolved path) until the block
+    ends: other processes entering the same block wait. The lock file lives in the system's temporary folder, so
+    ``path``'s folder holds nothing but its own files. A no-op where ``fcntl`` does not exist."""
+    if fcntl is None:
+        yield
+        return
+    key = hashlib.sha256(str(Path(path).resolve()).encode("utf-8")).hexdigest()[:16]
+    fd = os.open(Path(tempfile.gettempdir()) / f"sracl-{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def temp_path(path: Path, pid: int | None = None) -> Path:

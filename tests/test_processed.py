@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sracl_lightning.atomic import exclusive_lock
 from sracl_lightning.datasets import catalog, item_text, processed
 from sracl_lightning.datasets.sequence_files import read_s3rec
 from sracl_lightning.datasets.sequences import DataFormatError
@@ -518,9 +519,13 @@ def test_concurrent_prepares_of_one_folder_take_turns(source: Path, data_root: P
 
     directory = processed.dataset_directory(data_root, "toy", source, "s3rec")
     order = []
-    with processed._exclusive(directory):
-        waiting = threading.Thread(target=lambda: [order.append("second") for _ in [processed.prepare(
-            "toy", source, "s3rec", data_root)]])
+
+    def prepare_then_note() -> None:
+        processed.prepare("toy", source, "s3rec", data_root)
+        order.append("second")
+
+    with exclusive_lock(directory):
+        waiting = threading.Thread(target=prepare_then_note)
         waiting.start()
         time.sleep(0.3)
         order.append("first")  # the thread is still blocked on the lock

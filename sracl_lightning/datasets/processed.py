@@ -25,18 +25,14 @@ without the ``item_text_source`` key simply has no item text; asking for text th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from sracl_lightning.atomic import atomic_save_npy, atomic_write_text
+from sracl_lightning.atomic import atomic_save_npy, atomic_write_text, exclusive_lock
 from sracl_lightning.datasets.catalog import READERS
 from sracl_lightning.datasets.item_text import (
     ITEM_TEXT_FILE,
@@ -47,11 +43,6 @@ from sracl_lightning.datasets.item_text import (
 )
 from sracl_lightning.datasets.manifest import array_hash
 from sracl_lightning.datasets.sequences import Sequences
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -270,24 +261,8 @@ def prepare(
     directory = dataset_directory(data_root, name, source, fmt)
     # One conversion of a folder at a time across processes: two runner jobs on a fresh data root would otherwise
     # both convert, and one could load the folder while the other rewrites it (stats.json briefly missing).
-    with _exclusive(directory):
+    with exclusive_lock(directory):
         return _prepare(name, source, fmt, directory, force=force, item_text=item_text)
-
-
-@contextlib.contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` tied to ``directory`` (a lock file in the system's temporary folder, so the data
-    root holds nothing but conversions); a no-op where ``fcntl`` does not exist."""
-    if fcntl is None:
-        yield
-        return
-    key = hashlib.sha256(str(Path(directory).resolve()).encode("utf-8")).hexdigest()[:16]
-    fd = os.open(Path(tempfile.gettempdir()) / f"sracl-prepare-{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _prepare(name: str, source: Path, fmt: str, directory: Path, *, force: bool,
