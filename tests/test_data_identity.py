@@ -150,6 +150,18 @@ def test_resume_on_another_dataset_is_refused_naming_both(trained, tmp_path) -> 
 
 
 @pytest.mark.integration
+def test_resume_on_data_with_another_item_count_is_refused_by_identity(trained, tmp_path) -> None:
+    # One item fewer: the model built for this data does not fit the checkpoint's weights. The data identity is
+    # checked before Lightning restores them, so the error names the data, not a tensor shape.
+    other = tmp_path / "reviews_Other_5.json.gz"
+    shutil.copy(trained["source"], other)
+    _rewrite_reviews(other, lambda rows: [r for r in rows if r["asin"] != rows[0]["asin"]])
+    with pytest.raises(DataMismatchError, match="the checkpoint was trained on synthetic") as error:
+        run_train(tiny_args(other, tmp_path, "--trainer.max_epochs", "2", "--ckpt_path", trained["ckpt"]))
+    assert "120 items" in str(error.value) and "119 items" in str(error.value) and "num_items" in str(error.value)
+
+
+@pytest.mark.integration
 def test_a_model_with_another_item_count_is_refused(trained) -> None:
     model, data = load_run(trained["ckpt"])
     model.num_items += 1

@@ -22,6 +22,7 @@ from sracl_lightning.resources import with_packaged_configs
 from sracl_lightning.training.cli import SRACLCLI
 from sracl_lightning.training.cli_errors import run_cli
 from sracl_lightning.training.results import write_ranks, write_results
+from sracl_lightning.training.trained import read_checkpoint
 
 
 def main() -> None:
@@ -31,6 +32,10 @@ def main() -> None:
         sys.argv[1:] = resolved
     cli = SRACLCLI()
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    if cli.config.ckpt_path:
+        # The checkpoint's data identity first, so that other data is refused by name before Lightning restores the
+        # weights (a model of another item count would fail there on the first mismatched tensor shape).
+        data.load_state_dict(read_checkpoint(cli.config.ckpt_path).get(type(data).__qualname__, {}))
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # fast_dev_run and checkpointing-off runs have no best checkpoint: test the weights in memory.
