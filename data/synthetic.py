@@ -8,17 +8,22 @@ dumps, so the real preprocessing code path is exercised end to end:
 * ``meta_Synthetic.json.gz``: one item per line as a Python literal dict (``ast.literal_eval``, not ``json.loads``),
   with realistic gaps in ``title``, ``brand``, ``price`` and ``description``.
 
-The data has real structure. Items belong to a category / subcategory catalog and are organised into brand "product
-lines" whose products form an ordered routine (cleanser -> toner -> serum -> ...). Titles and descriptions are built
-from the same category vocabulary and share the line's brand, theme and adjective, so text similarity mirrors the
-catalog. Users have a taste over one or two categories and a favourite brand per category; their next item usually
-follows the routine of the current item, otherwise comes from their taste or, rarely, from a Zipf popularity prior. As
-a result a "most frequent successor of the last item" predictor clearly beats global popularity, and semantically
-related items are also behaviourally related. The output is already 5-core (every user and item has at least 5
+The data has real structure, planted so that the semantic signal SRA-CL retrieves has something to find. Items belong
+to a category / subcategory catalog and are organised into brand "product lines" whose steps form an ordered routine
+(cleanser -> toner -> serum -> ...). Each step is a *family* of 6 to 10 variants of one product that differ only in
+size and pack ("Vela Tea Tree Gentle After-Sun Gel 4 fl oz", "... 8 fl oz Pack of 2"), so the variants are
+interchangeable and their titles say so: an item's nearest text neighbours are mostly its own family. A user's next
+item usually follows the routine, and then depends on the *family* of the current item, not on which variant was
+bought: the next step's variant is drawn by a Zipf share within its family. Otherwise it comes from the user's taste
+(one or two categories, a favourite brand) or, rarely, from a Zipf popularity prior. Histories are short (about 9
+on average, at least 5) and the catalog is large for them (about 9 interactions per item), so many variants are seen
+only a few times: a model that learns each item on its own learns the rare variants poorly, one that knows the
+families (from the text) does not have to. A "most frequent successor of the last item" predictor clearly beats global
+popularity, and text similarity mirrors the catalog. The output is already 5-core (every user and item has at least 5
 interactions after dropping exact duplicates); this is enforced by a repair step and checked before writing.
 
-The vocabulary (the category catalog with its subcategory routines, themes, adjectives, sizes and benefits; the brands;
-the reviewer first names; the review templates; the star distributions) is data, not code: it lives in
+The vocabulary (the category catalog with its subcategory routines, themes, adjectives, sizes and benefits; the packs;
+the brands; the reviewer first names; the review templates; the star distributions) is data, not code: it lives in
 ``synthetic_vocabulary.json`` beside this file and is read and checked once at import (:class:`_Vocabulary` describes
 its keys). The order of its lists and objects is part of the output: the generator draws from them by index.
 
@@ -48,10 +53,11 @@ REVIEWS_FILENAME = "reviews_Synthetic_5.json.gz"
 META_FILENAME = "meta_Synthetic.json.gz"
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "raw" / "synthetic"
 DEFAULT_NUM_USERS = 2500
-DEFAULT_NUM_ITEMS = 800
+DEFAULT_NUM_ITEMS = 2400
 
 MIN_INTERACTIONS = 5  # k of the k-core the output satisfies.
-MEAN_EXTRA_LENGTH = 5  # Sequence length is MIN_INTERACTIONS + Geometric - 1, giving a mean of about 10.
+MEAN_EXTRA_LENGTH = 3  # Sequence length is MIN_INTERACTIONS + Geometric - 1: a mean of 7 (about 9 after the repair).
+FAMILY_SIZES = (6, 10)  # A routine step is sold in 6 to 10 variants (the catalog's last family may be smaller).
 MAX_SEQUENCE_LENGTH = 60
 FOLLOW_PROB = 0.6  # Probability that the next item follows the routine of the current item.
 SUCCESSOR_FIDELITY = 0.85  # Within a routine step, probability of the canonical successor vs. another line item.
@@ -115,6 +121,8 @@ class _Vocabulary:
 
     Attributes:
         count_sizes: Package sizes of the ``count_sized`` subcategories, used instead of the category's ``sizes``.
+        packs: Pack labels appended to titles (``""``: a single unit); with the sizes they make the variants of a
+            routine step.
         categories: Top-level category name -> its :class:`_Category` (an object with the same field names; each
             routine step is a ``[product noun, leaf category]`` pair).
         brands: Brand names; every category gets at least one, so there are at least as many brands as categories.
@@ -129,6 +137,7 @@ class _Vocabulary:
     """
 
     count_sizes: tuple[str, ...]
+    packs: tuple[str, ...]
     categories: dict[str, _Category]
     brands: tuple[str, ...]
     first_names: tuple[str, ...]
@@ -283,6 +292,7 @@ def _load_vocabulary(path: Path) -> _Vocabulary:
     }
     return _Vocabulary(
         count_sizes=reader.strings(raw["count_sizes"], "count_sizes"),
+        packs=reader.strings(raw["packs"], "packs"),
         categories=categories,
         brands=reader.strings(raw["brands"], "brands", at_least=len(categories)),
         first_names=reader.strings(raw["first_names"], "first_names"),
@@ -296,6 +306,7 @@ def _load_vocabulary(path: Path) -> _Vocabulary:
 
 _VOCABULARY = _load_vocabulary(VOCABULARY_PATH)
 _COUNT_SIZES = _VOCABULARY.count_sizes
+_PACKS = _VOCABULARY.packs
 CATALOG: dict[str, _Category] = _VOCABULARY.categories
 BRANDS = _VOCABULARY.brands
 _FIRST_NAMES = _VOCABULARY.first_names
@@ -308,7 +319,8 @@ _RATING_PROBS = _VOCABULARY.rating_probs
 
 @dataclass
 class _Item:
-    """One catalog item; ``line`` and ``position`` place it in its product-line routine."""
+    """One catalog item; ``line`` and ``position`` place its family in its product-line routine, ``size`` and
+    ``pack`` tell it from the other variants of that family."""
 
     asin: str
     category: str
@@ -319,18 +331,21 @@ class _Item:
     theme: str
     adjective: str
     size: str
+    pack: str
     line: int
     position: int
 
 
 @dataclass
 class _Line:
-    """A brand product line: an ordered routine of items sharing brand, theme and adjective."""
+    """A brand product line: an ordered routine of steps sharing brand, theme and adjective; each step is a family
+    of interchangeable variants (``steps[position]``: its item indices), ``items`` all of them in routine order."""
 
     category: str
     subcategory: str
     brand: str
     items: list[int]
+    steps: list[list[int]]
     next_line: int = -1
 
 
@@ -379,7 +394,8 @@ def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 
 def _build_catalog(rng: np.random.Generator, num_items: int) -> tuple[list[_Item], list[_Line]]:
-    """Builds the item catalog as brand product lines whose items follow the subcategory's routine order.
+    """Builds the item catalog as brand product lines whose steps follow the subcategory's routine order, each step a
+    family of variants (size and pack) of one product.
 
     Args:
         rng: Random generator.
@@ -418,26 +434,36 @@ def _build_catalog(rng: np.random.Generator, num_items: int) -> tuple[list[_Item
         used_names.add((brand, subcategory, theme, adjective))
         length = int(rng.integers(3, len(routine) + 1))
         start = int(rng.integers(0, len(routine) - length + 1))
-        length = min(length, num_items - len(items))
         sizes = _COUNT_SIZES if subcategory in category.count_sized else category.sizes
-        line = _Line(category=category_name, subcategory=subcategory, brand=brand, items=[])
+        line = _Line(category=category_name, subcategory=subcategory, brand=brand, items=[], steps=[])
         for position, (noun, leaf) in enumerate(routine[start : start + length]):
-            line.items.append(len(items))
-            items.append(
-                _Item(
-                    asin="",
-                    category=category_name,
-                    subcategory=subcategory,
-                    noun=noun,
-                    leaf=leaf,
-                    brand=brand,
-                    theme=theme,
-                    adjective=adjective,
-                    size=_pick(rng, sizes),
-                    line=len(lines),
-                    position=position,
+            if len(items) == num_items:
+                break
+            # Variants differ only in size and pack, and their titles say so: interchangeable for the next step.
+            variants = [(size, pack) for pack in _PACKS for size in sizes]
+            num_variants = min(int(rng.integers(FAMILY_SIZES[0], FAMILY_SIZES[1] + 1)), len(variants),
+                               num_items - len(items))
+            family = []
+            for variant in rng.choice(len(variants), size=num_variants, replace=False):
+                family.append(len(items))
+                items.append(
+                    _Item(
+                        asin="",
+                        category=category_name,
+                        subcategory=subcategory,
+                        noun=noun,
+                        leaf=leaf,
+                        brand=brand,
+                        theme=theme,
+                        adjective=adjective,
+                        size=variants[int(variant)][0],
+                        pack=variants[int(variant)][1],
+                        line=len(lines),
+                        position=position,
+                    )
                 )
-            )
+            line.steps.append(family)
+            line.items.extend(family)
         lines.append(line)
 
     # After finishing a routine, users move on to a related line: same brand and category, else same subcategory.
@@ -484,6 +510,12 @@ class _Simulator:
             self.brands_in_category[category_name].append(brand)
         # Small catalogs may leave a category empty; users can only like categories that have items.
         self.category_names = [name for name in CATALOG if name in by_category]
+        # Within a family, variants have Zipf-distributed shares (1, 1/2, 1/3, ... in a random order).
+        self.family_samplers = {
+            (line_index, position): _Sampler(family, 1.0 / (rng.permutation(len(family)) + 1.0), rng)
+            for line_index, line in enumerate(lines)
+            for position, family in enumerate(line.steps)
+        }
         weights = np.array([CATALOG[name].weight for name in self.category_names])
         self.category_probs = weights / weights.sum()
 
@@ -551,18 +583,22 @@ class _Simulator:
         rng = self.rng
         draw = rng.random()
         if draw < FOLLOW_PROB:
-            line = self.lines[self.items[current].line]
-            position = self.items[current].position
-            others = [i for i in line.items if i != current]
+            # The next step depends on the current family, not on which of its variants was bought.
+            line_index, position = self.items[current].line, self.items[current].position
+            line = self.lines[line_index]
+            others = [p for p in range(len(line.steps)) if p != position]
             if rng.random() < SUCCESSOR_FIDELITY or not others:
-                has_next = position + 1 < len(line.items)
-                candidate = line.items[position + 1] if has_next else self.lines[line.next_line].items[0]
+                if position + 1 < len(line.steps):
+                    step = (line_index, position + 1)
+                else:
+                    step = (line.next_line, 0)
             else:
-                candidate = others[int(rng.integers(len(others)))]
-            if candidate not in seen:
+                step = (line_index, others[int(rng.integers(len(others)))])
+            candidate = self._unseen(self.family_samplers[step], seen)
+            if candidate is not None:
                 return candidate
             # The routine step was already reviewed: staying on the product line keeps the semantic link.
-            fresh = [i for i in others if i not in seen]
+            fresh = [i for i in line.items if i not in seen and self.items[i].position != position]
             if fresh:
                 return fresh[int(rng.integers(len(fresh)))]
         elif draw < FOLLOW_PROB + POPULARITY_PROB:
@@ -716,7 +752,7 @@ def _review_rows(
             profile = "other"
         rating = float(1 + min(bisect.bisect_right(cdfs[profile], draws[index, 7]), 4))
         line = lines[item.line]
-        previous = items[line.items[item.position - 1]] if item.position > 0 else None
+        previous = items[line.steps[item.position - 1][0]] if item.position > 0 else None
         text, summary = _review_text(item, rating, draws[index], previous)
         date = _EPOCH + dt.timedelta(days=day)
         records.append(
@@ -773,14 +809,15 @@ def _meta_rows(
     for index, item in enumerate(items):
         category = CATALOG[item.category]
         line = lines[item.line]
-        title = " ".join(part for part in (item.brand, item.theme, item.adjective, item.noun, item.size) if part)
+        parts = (item.brand, item.theme, item.adjective, item.noun, item.size, item.pack)
+        title = " ".join(part for part in parts if part)
         other = _pick(rng, [t for t in category.themes if t != item.theme])
         description = (
             f"{item.adjective} {item.noun.lower()} from the {item.brand} {item.theme} line. "
             f"{category.composition.format(theme=item.theme, other=other)} Designed to {_pick(rng, category.benefits)}."
         )
         if item.position > 0:
-            description += f" Use after the {items[line.items[item.position - 1]].noun.lower()} for best results."
+            description += f" Use after the {items[line.steps[item.position - 1][0]].noun.lower()} for best results."
         neighbours = [i for i in by_subcategory[(item.category, item.subcategory)] if items[i].line != item.line]
         extra = rng.permutation(neighbours)[:3].tolist() if neighbours else []
         also_bought = [i for i in line.items if i != index] + [lines[line.next_line].items[0]] + extra

@@ -5,6 +5,7 @@ the equivalent objectives, old parameter names are renamed, and the encoder comp
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,17 +69,33 @@ LEGACY_RUNS = {  # fixture -> the configs that train the same method on the comp
 }
 
 
+@pytest.fixture(scope="module")
+def legacy_data(tmp_path_factory) -> tuple[str, str]:
+    """The data the fixtures were trained on: the 301-user synthetic set as data/synthetic.py wrote it at 4dd8f67
+    (before the generator planted item families), kept in fixtures/legacy/synthetic, and its 16-d co-occurrence
+    profile built as the session's ``semantic_data_root`` builds it. Returns the review file and the data root."""
+    from sracl_lightning.semantic.stage import SemanticStage
+
+    reviews = str(FIXTURES / "synthetic" / "reviews_Synthetic_5.json.gz")
+    data_root = str(tmp_path_factory.mktemp("legacy") / "processed")
+    SemanticStage(dataset=reviews, source_format="amazon", data_root=data_root, profile="cooccurrence",
+                  item_source="cooccurrence", user_source="item_mean", cooccurrence_dim=16, pool_size=10,
+                  progress=False).run()
+    return reviews, data_root
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(LEGACY_RUNS))
-def test_the_composed_configs_train_exactly_as_the_old_classes(name, tmp_path, synthetic_reviews,
-                                                                 semantic_data_root):
-    """The same run as the fixture's (seed 7, three batches, the 16-d co-occurrence profile), trained through the
-    new configs: the same objectives drawing the same random numbers in the same order give the same weights. The
-    fixtures predate the fused kernels, so this run takes PyTorch's eager ops, which reproduce them bit for bit."""
+def test_the_composed_configs_train_exactly_as_the_old_classes(name, tmp_path, legacy_data):
+    """The same run as the fixture's (seed 7, three batches, the 16-d co-occurrence profile, the same data), trained
+    through the new configs: the same objectives drawing the same random numbers in the same order give the same
+    weights. The fixtures predate the fused kernels, so this run takes PyTorch's eager ops, which reproduce them bit
+    for bit."""
     from tests.conftest import run_train, tiny_args
 
+    reviews, data_root = legacy_data
     configs = [arg for config in LEGACY_RUNS[name] for arg in ("--config", str(REPO_ROOT / "configs" / config))]
-    run_train(tiny_args(synthetic_reviews, tmp_path, *configs, "--data.data_root", semantic_data_root,
+    run_train(tiny_args(Path(reviews), tmp_path, *configs, "--data.data_root", data_root,
                         "--data.semantic_profile", "cooccurrence", "--trainer.max_epochs", "1",
                         "--trainer.limit_train_batches", "3", "--seed_everything", "7",
                         "--model.init_args.fused_kernels", "false"))

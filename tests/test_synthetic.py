@@ -9,11 +9,12 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 SYNTHETIC_PATH = Path(__file__).resolve().parents[1] / "data" / "synthetic.py"
-NUM_USERS = 300
-NUM_ITEMS = 120
+NUM_USERS = 800
+NUM_ITEMS = 800
 REVIEW_TYPES = {
     "reviewerID": str,
     "asin": str,
@@ -97,8 +98,8 @@ def test_returned_counts_match_files(generated: dict, reviews: list[dict], meta_
     assert generated["items"] == NUM_ITEMS == len(meta_lines) == len({r["asin"] for r in reviews})
     assert generated["interactions"] == len(unique)
     assert generated["rows"] == len(reviews) == generated["interactions"] + generated["duplicates"]
-    # Mean sequence length is designed to be about 10.
-    assert 8 <= generated["interactions"] / NUM_USERS <= 13
+    # Histories are short by design: a mean of 7 drawn, plus the 5-core repair's insertions.
+    assert 6.5 <= generated["interactions"] / NUM_USERS <= 10
 
 
 @pytest.mark.unit
@@ -200,34 +201,78 @@ def test_exact_duplicates_exist(generated: dict, reviews: list[dict]) -> None:
     assert duplicates / len(reviews) < 0.02
 
 
+def _family_of_title(title: str) -> str:
+    """The product a variant belongs to: its title without the trailing pack label and size."""
+    for suffix in sorted((p for p in synthetic._PACKS if p), key=len, reverse=True):
+        title = title.removesuffix(" " + suffix)
+    sizes = {size for category in synthetic.CATALOG.values() for size in category.sizes} | set(synthetic._COUNT_SIZES)
+    for size in sorted((size for size in sizes if size), key=len, reverse=True):
+        if title.endswith(" " + size):
+            return title.removesuffix(" " + size)
+    return title
+
+
 @pytest.mark.unit
-def test_successor_predictor_beats_popularity(reviews: list[dict]) -> None:
+def test_items_come_in_families_of_interchangeable_variants(meta_lines: list[str]) -> None:
+    items = [ast.literal_eval(line) for line in meta_lines]
+    families = Counter(_family_of_title(item["title"]) for item in items if "title" in item)
+    sizes = sorted(families.values())
+    # 6 to 10 variants per family (a family missing a few titles, or the catalog's last one, may look smaller).
+    assert sizes[-1] <= synthetic.FAMILY_SIZES[1]
+    assert sum(size >= synthetic.FAMILY_SIZES[0] for size in sizes) >= 0.8 * len(sizes)
+    assert len(families) >= NUM_ITEMS / synthetic.FAMILY_SIZES[1]
+
+
+@pytest.mark.integration
+def test_an_items_text_neighbours_are_mostly_its_family(semantic_data_root: str) -> None:
+    # The session's 301-user fixture, its items embedded by the real MiniLM (profile minilm_nollm, pools of 10).
+    (directory,) = Path(semantic_data_root).glob("synthetic-*")
+    rows = [json.loads(line) for line in (directory / "item_text.jsonl").read_text().splitlines()]
+    family = {row["item"]: _family_of_title(row["title"]) for row in rows if row.get("title")}
+    neighbours = np.load(directory / "semantic" / "minilm_nollm" / "item_neighbours.npy")  # (N + 1, 10), row 0 pad
+    pairs = [(item, int(other)) for item in family for other in neighbours[item] if int(other) in family]
+    share = sum(family[item] == family[other] for item, other in pairs) / len(pairs)
+    assert len(pairs) >= 0.9 * 10 * len(family) and share >= 0.6, share
+
+
+@pytest.mark.unit
+def test_next_item_depends_on_the_family_more_than_on_the_variant(reviews: list[dict], meta_lines: list[str]) -> None:
     # Chronological order: stable sort by time keeps file order for same-day ties, as the real pipeline does.
     events = defaultdict(list)
     for order, review in enumerate(_dedupe(reviews)):
         events[review["reviewerID"]].append((review["unixReviewTime"], order, review["asin"]))
     sequences = [[asin for _, _, asin in sorted(user_events)] for user_events in events.values()]
+    family = {item["asin"]: _family_of_title(item["title"]) if "title" in item else item["asin"]
+              for item in map(ast.literal_eval, meta_lines)}
 
-    successors: dict[str, Counter] = defaultdict(Counter)
+    # Successors counted per last item, and per last item's family; the held-out last item is never counted.
+    by_item: dict[str, Counter] = defaultdict(Counter)
+    by_family: dict[str, Counter] = defaultdict(Counter)
     popularity: Counter = Counter()
     for sequence in sequences:
         train = sequence[:-1]
         popularity.update(train)
         for current, following in itertools.pairwise(train):
-            successors[current][following] += 1
+            by_item[current][following] += 1
+            by_family[family[current]][following] += 1
     top_popular = [asin for asin, _ in popularity.most_common(10)]
 
-    successor_hits = popular_hits = 0
+    def top10(counts: Counter) -> list[str]:
+        ranked = [asin for asin, _ in counts.most_common(10)]
+        return ranked + [asin for asin in top_popular if asin not in ranked][: 10 - len(ranked)]
+
+    hits = Counter()
     for sequence in sequences:
         last, target = sequence[-2], sequence[-1]
-        ranked = [asin for asin, _ in successors[last].most_common(10)]
-        ranked += [asin for asin in top_popular if asin not in ranked][: 10 - len(ranked)]
-        successor_hits += target in ranked
-        popular_hits += target in top_popular
-    successor_rate = successor_hits / len(sequences)
-    popular_rate = popular_hits / len(sequences)
-    assert successor_rate >= 2 * popular_rate, (successor_rate, popular_rate)
-    assert successor_rate >= 0.3, successor_rate
+        hits["item"] += target in top10(by_item[last])
+        hits["family"] += target in top10(by_family[family[last]])
+        hits["popular"] += target in top_popular
+    rate = {name: count / len(sequences) for name, count in hits.items()}
+    # Sequential structure: the last item predicts the next one far better than popularity does, and the last
+    # item's family predicts it better still (pooling the variants' successors), because the next step depends on
+    # the family, not on the variant.
+    assert rate["item"] >= 2 * rate["popular"], rate
+    assert rate["family"] >= 1.3 * rate["item"] and rate["family"] >= 0.3, rate
 
 
 @pytest.mark.unit
