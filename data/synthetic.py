@@ -344,9 +344,12 @@ class _Line:
     category: str
     subcategory: str
     brand: str
-    items: list[int]
     steps: list[list[int]]
     next_line: int = -1
+
+    @property
+    def items(self) -> list[int]:
+        return [item for family in self.steps for item in family]
 
 
 @dataclass
@@ -435,16 +438,17 @@ def _build_catalog(rng: np.random.Generator, num_items: int) -> tuple[list[_Item
         length = int(rng.integers(3, len(routine) + 1))
         start = int(rng.integers(0, len(routine) - length + 1))
         sizes = _COUNT_SIZES if subcategory in category.count_sized else category.sizes
-        line = _Line(category=category_name, subcategory=subcategory, brand=brand, items=[], steps=[])
+        # Variants differ only in size and pack, and their titles say so: interchangeable for the next step.
+        variants = [(size, pack) for pack in _PACKS for size in sizes]
+        line = _Line(category=category_name, subcategory=subcategory, brand=brand, steps=[])
         for position, (noun, leaf) in enumerate(routine[start : start + length]):
             if len(items) == num_items:
                 break
-            # Variants differ only in size and pack, and their titles say so: interchangeable for the next step.
-            variants = [(size, pack) for pack in _PACKS for size in sizes]
             num_variants = min(int(rng.integers(FAMILY_SIZES[0], FAMILY_SIZES[1] + 1)), len(variants),
                                num_items - len(items))
             family = []
             for variant in rng.choice(len(variants), size=num_variants, replace=False):
+                size, pack = variants[int(variant)]
                 family.append(len(items))
                 items.append(
                     _Item(
@@ -456,14 +460,13 @@ def _build_catalog(rng: np.random.Generator, num_items: int) -> tuple[list[_Item
                         brand=brand,
                         theme=theme,
                         adjective=adjective,
-                        size=variants[int(variant)][0],
-                        pack=variants[int(variant)][1],
+                        size=size,
+                        pack=pack,
                         line=len(lines),
                         position=position,
                     )
                 )
             line.steps.append(family)
-            line.items.extend(family)
         lines.append(line)
 
     # After finishing a routine, users move on to a related line: same brand and category, else same subcategory.

@@ -201,12 +201,17 @@ def test_exact_duplicates_exist(generated: dict, reviews: list[dict]) -> None:
     assert duplicates / len(reviews) < 0.02
 
 
+# The labels that tell a family's variants apart, longest first (so "Value Pack of 3" is cut before "Pack of 3").
+_PACK_LABELS = sorted((pack for pack in synthetic._PACKS if pack), key=len, reverse=True)
+_SIZE_LABELS = sorted({size for category in synthetic.CATALOG.values() for size in category.sizes if size}
+                      | {size for size in synthetic._COUNT_SIZES if size}, key=len, reverse=True)
+
+
 def _family_of_title(title: str) -> str:
     """The product a variant belongs to: its title without the trailing pack label and size."""
-    for suffix in sorted((p for p in synthetic._PACKS if p), key=len, reverse=True):
-        title = title.removesuffix(" " + suffix)
-    sizes = {size for category in synthetic.CATALOG.values() for size in category.sizes} | set(synthetic._COUNT_SIZES)
-    for size in sorted((size for size in sizes if size), key=len, reverse=True):
+    for pack in _PACK_LABELS:
+        title = title.removesuffix(" " + pack)
+    for size in _SIZE_LABELS:
         if title.endswith(" " + size):
             return title.removesuffix(" " + size)
     return title
