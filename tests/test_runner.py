@@ -24,10 +24,12 @@ pytestmark = pytest.mark.integration
 
 # A stand-in for train.py: writes test_metrics.json where train.py would, from the seed and the row's configs (real
 # train.py configs: the weight of their model.init_args.base_objective is a bonus on every metric), appends its
-# arguments to calls.jsonl, and fails when a config sets trainer.max_steps to 3.
+# arguments to calls.jsonl, and fails when a config sets trainer.max_steps to 3. It also writes the (user, rank) pairs
+# of 200 users, as train.py does.
 FAKE_TRAIN = """\
 import json, sys, time
 from pathlib import Path
+import numpy as np
 import yaml
 args = sys.argv[1:]
 value = lambda flag: args[args.index(flag) + 1] if flag in args else None
@@ -46,6 +48,7 @@ out.mkdir(parents=True, exist_ok=True)
 (out / "checkpoints" / "last.ckpt").write_text("x")
 metrics = {m: 0.1 + bonus + 0.001 * (seed % 7) for m in ("hr@10", "ndcg@10", "hr@20", "ndcg@20")}
 (out / "test_metrics.json").write_text(json.dumps({"metrics": metrics, "protocol": {"max_len": 20}}))
+np.save(out / "test_ranks.npy", np.array([[user, 1 + user * (seed + 3) % 40] for user in range(200)]))
 """
 
 
@@ -159,6 +162,22 @@ def test_run_records_bring_runs_made_elsewhere_into_the_table(project):
     assert len(read_records([jsonl, merged])) == 4
 
 
+def test_run_records_keep_the_bootstrap_intervals_of_single_seed_cells(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    runner(project).run(runs)
+    here, _, jsonl = write_table(spec, runs, project / "here")
+    shipped = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [sum(r["test_rank_counts"]) for r in shipped] == [200, 200]
+    # Elsewhere, with the records only (no run folders, no ranks files): the same cells and intervals.
+    elsewhere = plan(spec, seeds=[1], out_root=project / "empty", root=project)
+    there, *_ = write_table(spec, elsewhere, project / "there",
+                            records=match_records(elsewhere, read_records([jsonl])))
+    cells = [line for line in here.read_text().splitlines() if line.startswith("| SRA-CL") or "w/o CL | 1" in line]
+    assert len(cells) == 2 and all("[" in line for line in cells), "single-seed cells show their interval"
+    assert cells == [line for line in there.read_text().splitlines() if line in cells]
+
+
 def test_a_record_made_with_another_configuration_is_refused(project):
     spec = load_table_spec(project / "table.yaml")
     runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
@@ -176,6 +195,8 @@ def test_a_record_made_with_another_configuration_is_refused(project):
     ('{"dataset": "toy", "row": "w/o CL", "seed": 1}', r"bad\.jsonl:2: a run record needs \['key', 'metrics'\]"),
     ('{"dataset": "toy", "row": "w/o CL", "seed": 1, "key": "k", "metrics": {"hr@10": "high"}}',
      r"bad\.jsonl:2: 'metrics' must map metric names to numbers"),
+    ('{"dataset": "toy", "row": "w/o CL", "seed": 1, "key": "k", "metrics": {}, "test_rank_counts": [3, -1]}',
+     r"bad\.jsonl:2: 'test_rank_counts' must list how many users ranked their target 1st"),
 ])
 def test_bad_run_records_name_the_file_and_line(tmp_path, line, message):
     good = '{"dataset": "toy", "row": "w/o CL", "seed": 2, "key": "k", "metrics": {"hr@10": 0.1}}'

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from sracl_lightning.experiments.tables import (
     RunResult,
@@ -16,12 +17,14 @@ from sracl_lightning.experiments.tables import (
     holm_adjust,
     mean_std,
     paired_t_test,
+    rank_counts,
     read_run_result,
     student_t_two_sided_p,
     summarize,
     to_csv,
     to_markdown,
 )
+from sracl_lightning.models.metrics import per_user_values
 
 pytestmark = pytest.mark.unit
 
@@ -173,17 +176,20 @@ def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
 
 
 def test_bootstrap_intervals_of_single_seed_cells_by_hand(tmp_path):
+    assert rank_counts(np.array([1, 3, 3, 50, 51, 400])) == (1, 0, 2) + (0,) * 46 + (1, 2)
     # Every user at rank 1: no spread at all.
-    assert bootstrap_interval(np.ones(50, dtype=np.int64), "hr@10") == (1.0, 1.0)
+    assert bootstrap_interval(rank_counts(np.ones(50, dtype=np.int64)), "hr@10") == (1.0, 1.0)
     # Half the users hit HR@10, half miss: the interval covers 0.5 with about ±1.96·sqrt(0.25 / U).
     ranks = np.array([1, 100] * 2000)
-    low, high = bootstrap_interval(ranks, "hr@10")
+    low, high = bootstrap_interval(rank_counts(ranks), "hr@10")
     half_width = 1.96 * math.sqrt(0.25 / len(ranks))
     assert low < 0.5 < high and (high - low) / 2 == pytest.approx(half_width, rel=0.15)
     # NDCG@10 of rank 3 is 1 / log2(4) = 0.5 for everyone.
-    assert bootstrap_interval(np.full(10, 3), "ndcg@10") == pytest.approx((0.5, 0.5))
+    assert bootstrap_interval(rank_counts(np.full(10, 3)), "ndcg@10") == pytest.approx((0.5, 0.5))
     with pytest.raises(ValueError, match="no per-user values"):
-        bootstrap_interval(ranks, "auc")
+        bootstrap_interval(rank_counts(ranks), "auc")
+    with pytest.raises(ValueError, match="hr@20 needs the ranks up to 20; these rank counts pool every rank above 10"):
+        bootstrap_interval(rank_counts(ranks, top=10), "hr@20")
 
     # A run folder with test_ranks.npy gets the interval in its single-seed cells, a run without none.
     folder = tmp_path / "run"
@@ -203,3 +209,13 @@ def test_bootstrap_intervals_of_single_seed_cells_by_hand(tmp_path):
     with pytest.raises(ValueError, match=r"test_ranks.npy: expected a \(U, 2\) array"):
         read_run_result(folder / "test_metrics.json", dataset="beauty", row="SRA-CL", seed=0)
 
+
+def test_the_bootstrap_over_rank_counts_is_the_bootstrap_over_users():
+    ranks = np.random.default_rng(1).geometric(0.05, size=3000)  # (U,) 1-based, about 40 % beyond rank 10
+    rng = np.random.default_rng(2)
+    for metric in ("hr@10", "ndcg@20", "mrr@10"):
+        values = per_user_values(torch.from_numpy(ranks), [int(metric.partition("@")[2])])[metric].numpy()  # (U,)
+        means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(2000)])
+        expected = np.quantile(means, [0.025, 0.975])
+        assert bootstrap_interval(rank_counts(ranks), metric, resamples=2000) == \
+            pytest.approx(tuple(expected), abs=0.25 * means.std())

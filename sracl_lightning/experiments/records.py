@@ -32,7 +32,9 @@ class RunRecord:
         r = self.result
         return json.dumps({"dataset": r.dataset, "row": r.row, "seed": r.seed, "key": self.key,
                            "metrics": dict(r.metrics), "protocol": dict(r.protocol),
-                           "semantic_profile": r.semantic_profile, "code_version": self.code_version,
+                           "semantic_profile": r.semantic_profile,
+                           "test_rank_counts": None if r.rank_counts is None else list(r.rank_counts),
+                           "code_version": self.code_version,
                            "wall_seconds": self.wall_seconds, "note": self.note})
 
 
@@ -64,9 +66,15 @@ def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tupl
             metrics = raw["metrics"]
             if not isinstance(metrics, dict) or not all(isinstance(v, int | float) for v in metrics.values()):
                 raise ValueError(f"{where}: 'metrics' must map metric names to numbers")
+            counts = raw.get("test_rank_counts")
+            if counts is not None and not (isinstance(counts, list) and len(counts) >= 2 and sum(counts) > 0
+                                           and all(type(c) is int and c >= 0 for c in counts)):
+                raise ValueError(f"{where}: 'test_rank_counts' must list how many users ranked their target 1st, "
+                                 "2nd, ... (at least two counts >= 0, not all 0), as the runner writes them")
             result = RunResult(dataset=str(raw["dataset"]), row=str(raw["row"]), seed=int(raw["seed"]),
                                metrics=metrics, protocol=raw.get("protocol") or {},
-                               semantic_profile=raw.get("semantic_profile"))
+                               semantic_profile=raw.get("semantic_profile"),
+                               rank_counts=None if counts is None else tuple(counts))
             record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
                                raw.get("note"))
             ident = (result.dataset, result.row, result.seed)

@@ -38,8 +38,9 @@ class RunResult:
     metrics: Mapping[str, float]
     protocol: Mapping[str, object] = field(default_factory=dict)
     semantic_profile: str | None = None
-    #: (U,) the 1-based rank of every user's target (``test_ranks.npy`` beside the metrics), when the run kept them.
-    ranks: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: :func:`rank_counts` of every user's target rank (``test_ranks.npy`` beside the metrics), when the run kept
+    #: them: all a per-user bootstrap of an @K metric needs, small enough for a run record.
+    rank_counts: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> RunResult:
@@ -53,11 +54,23 @@ def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> R
         raise ValueError(f"{path}: expected a 'metrics' object, as train.py writes")
     return RunResult(dataset=dataset, row=row, seed=seed, metrics=payload["metrics"],
                      protocol=payload.get("protocol", {}), semantic_profile=payload.get("semantic_profile"),
-                     ranks=read_ranks(path.with_name(path.name.replace("_metrics.json", "_ranks.npy"))))
+                     rank_counts=read_rank_counts(path.with_name(path.name.replace("_metrics.json", "_ranks.npy"))))
 
 
-def read_ranks(path: Path) -> np.ndarray | None:
-    """The (U,) ranks of a ``<split>_ranks.npy`` (train.py's (user, rank) pairs), ``None`` if there is none."""
+#: A run's rank counts keep ranks 1..RANK_COUNTS_TOP apart and pool the rest: every HR / NDCG / MRR @K with
+#: K <= RANK_COUNTS_TOP is exact from them.
+RANK_COUNTS_TOP = 50
+
+
+def rank_counts(ranks: np.ndarray, top: int = RANK_COUNTS_TOP) -> tuple[int, ...]:
+    """``(top + 1,)`` how many users ranked their target 1st, 2nd, ..., ``top``-th, and (last) below ``top``."""
+    ranks = np.asarray(ranks, dtype=np.int64)  # (U,) 1-based
+    return tuple(int(c) for c in np.bincount(np.minimum(ranks, top + 1) - 1, minlength=top + 1))
+
+
+def read_rank_counts(path: Path) -> tuple[int, ...] | None:
+    """The :func:`rank_counts` of a ``<split>_ranks.npy`` (train.py's (user, rank) pairs), ``None`` if there is
+    none."""
     if not path.is_file():
         return None
     try:
@@ -66,24 +79,32 @@ def read_ranks(path: Path) -> np.ndarray | None:
         raise ValueError(f"{path}: not a readable .npy file ({err})") from None
     if pairs.ndim != 2 or pairs.shape[1] != 2 or len(pairs) == 0 or pairs[:, 1].min() < 1:
         raise ValueError(f"{path}: expected a (U, 2) array of (user, rank >= 1) pairs, got shape {pairs.shape}")
-    return pairs[:, 1].astype(np.int64)
+    return rank_counts(pairs[:, 1])
 
 
 #: Resamples and level of the per-user bootstrap intervals of single-seed cells.
 BOOTSTRAP_RESAMPLES, BOOTSTRAP_LEVEL = 1000, 0.95
 
 
-def bootstrap_interval(ranks: np.ndarray, metric: str, resamples: int = BOOTSTRAP_RESAMPLES,
+def bootstrap_interval(counts: Sequence[int], metric: str, resamples: int = BOOTSTRAP_RESAMPLES,
                        level: float = BOOTSTRAP_LEVEL, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric`` (``"hr@20"``, ...) over the users: the users are resampled with
-    replacement ``resamples`` times and the metric's mean recomputed; returns the ``(1 ± level) / 2`` quantiles."""
+    """Percentile bootstrap interval of ``metric`` (``"hr@20"``, ...) over the users, from their
+    :func:`rank_counts`: the users are resampled with replacement ``resamples`` times and the metric's mean
+    recomputed; returns the ``(1 ± level) / 2`` quantiles.
+
+    A user's value depends only on the bin of its rank, so resampling U users is one multinomial draw of U over the
+    bins, weighted by their counts."""
     name, _, k = metric.partition("@")
     if name not in ("hr", "ndcg", "mrr") or not k.isdigit():
         raise ValueError(f"no per-user values for metric {metric!r}")
-    values = per_user_values(torch.from_numpy(np.asarray(ranks)), [int(k)])[metric].numpy()  # (U,)
-    rng = np.random.default_rng(seed)
-    means = np.array([values[rng.integers(0, len(values), len(values))].mean() for _ in range(resamples)])
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    counts = np.asarray(counts, dtype=np.int64)  # (top + 1,)
+    top, users = len(counts) - 1, int(counts.sum())
+    if int(k) > top:
+        raise ValueError(f"{metric} needs the ranks up to {k}; these rank counts pool every rank above {top}")
+    # (top + 1,) the value of a user in each bin; the last bin (rank > top >= k) is worth 0.
+    values = per_user_values(torch.arange(1, top + 2), [int(k)])[metric].numpy()
+    draws = np.random.default_rng(seed).multinomial(users, counts / users, size=resamples)  # (resamples, top + 1)
+    low, high = np.quantile(draws @ values / users, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
 
@@ -197,10 +218,10 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
                 test = paired_t_test([_metric(runs[s], metric) for s in common],
                                      [_metric(base[s], metric) for s in common])
                 p_value = None if test is None else test[1]
-            ranks = runs[seeds[0]].ranks if len(seeds) == 1 else None
+            counts = runs[seeds[0]].rank_counts if len(seeds) == 1 else None
             cells.append(Cell(dataset, row, metric, seeds, mean, std,
                               paper.get(row, {}).get(dataset, {}).get(metric), p_value,
-                              interval=None if ranks is None else bootstrap_interval(ranks, metric)))
+                              interval=None if counts is None else bootstrap_interval(counts, metric)))
     return holm_corrected(cells)
 
 
