@@ -58,6 +58,10 @@ def test_train_resume_and_evaluate_checkpoint(one_epoch, tmp_path, synthetic_rev
     # evaluate.py rebuilds model and data from the checkpoint and reproduces the test numbers of train.py.
     trained = json.loads((run_dir / "test_metrics.json").read_text())
     best = trained["checkpoint"]
+    # Its time counts the epoch of the first part, which its last.ckpt carried.
+    first = json.loads((last.parent.parent / "test_metrics.json").read_text())["fit"]
+    assert first["epochs"] == 1 and trained["fit"]["epochs"] == 2
+    assert trained["fit"]["seconds"] > first["seconds"] > 0
     evaluated = load_script("evaluate").evaluate(best, output_dir=str(tmp_path / "eval"), accelerator="cpu")
     written = json.loads((tmp_path / "eval" / "test_metrics.json").read_text())
     for key in ("hr@10", "ndcg@20", "mrr@10"):

@@ -47,7 +47,8 @@ out.mkdir(parents=True, exist_ok=True)
 (out / "checkpoints").mkdir(exist_ok=True)
 (out / "checkpoints" / "last.ckpt").write_text("x")
 metrics = {m: 0.1 + bonus + 0.001 * (seed % 7) for m in ("hr@10", "ndcg@10", "hr@20", "ndcg@20")}
-(out / "test_metrics.json").write_text(json.dumps({"metrics": metrics, "protocol": {"max_len": 20}}))
+(out / "test_metrics.json").write_text(json.dumps({"metrics": metrics, "protocol": {"max_len": 20},
+                                                  "fit": {"seconds": 1800.0, "epochs": 3}}))
 np.save(out / "test_ranks.npy", np.array([[user, 1 + user * (seed + 3) % 40] for user in range(200)]))
 """
 
@@ -169,6 +170,7 @@ def test_run_records_keep_the_bootstrap_intervals_of_single_seed_cells(project):
     here, _, jsonl = write_table(spec, runs, project / "here")
     shipped = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [sum(r["test_rank_counts"]) for r in shipped] == [200, 200]
+    assert [r["fit_seconds"] for r in shipped] == [1800.0, 1800.0] and "total training time 1.00 h" in here.read_text()
     # Elsewhere, with the records only (no run folders, no ranks files): the same cells and intervals.
     elsewhere = plan(spec, seeds=[1], out_root=project / "empty", root=project)
     there, *_ = write_table(spec, elsewhere, project / "there",

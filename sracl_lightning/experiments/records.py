@@ -25,8 +25,14 @@ class RunRecord:
     result: RunResult
     key: str
     code_version: str | None = None
-    wall_seconds: float | None = None
+    wall_seconds: float | None = None  # the runner's, from start to exit of the last attempt (a resume's part only)
     note: str | None = None  # free text, e.g. where a record was recovered from
+
+    @property
+    def seconds(self) -> float | None:
+        """The run's time: its epochs' training and validation, resumed parts included, where its result has them
+        (:attr:`RunResult.fit_seconds`); else the runner's wall time of its last attempt."""
+        return self.result.fit_seconds if self.result.fit_seconds is not None else self.wall_seconds
 
     def to_json(self) -> str:
         r = self.result
@@ -34,6 +40,7 @@ class RunRecord:
                            "metrics": dict(r.metrics), "protocol": dict(r.protocol),
                            "semantic_profile": r.semantic_profile,
                            "test_rank_counts": None if r.rank_counts is None else list(r.rank_counts),
+                           "fit_seconds": r.fit_seconds,
                            "code_version": self.code_version,
                            "wall_seconds": self.wall_seconds, "note": self.note})
 
@@ -71,10 +78,13 @@ def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tupl
                                            and all(type(c) is int and c >= 0 for c in counts)):
                 raise ValueError(f"{where}: 'test_rank_counts' must list how many users ranked their target 1st, "
                                  "2nd, ... (at least two counts >= 0, not all 0), as the runner writes them")
+            fit_seconds = raw.get("fit_seconds")
+            if fit_seconds is not None and not isinstance(fit_seconds, int | float):
+                raise ValueError(f"{where}: 'fit_seconds' must be a number of seconds, as the runner writes it")
             result = RunResult(dataset=str(raw["dataset"]), row=str(raw["row"]), seed=int(raw["seed"]),
                                metrics=metrics, protocol=raw.get("protocol") or {},
                                semantic_profile=raw.get("semantic_profile"),
-                               rank_counts=None if counts is None else tuple(counts))
+                               rank_counts=None if counts is None else tuple(counts), fit_seconds=fit_seconds)
             record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
                                raw.get("note"))
             ident = (result.dataset, result.row, result.seed)

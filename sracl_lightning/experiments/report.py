@@ -46,12 +46,13 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
                            command=command, not_run=not_run,
                            notes={row.name: row.note for row in spec.rows if row.note})
-    walls = [record.wall_seconds for record in finished.values() if record.wall_seconds is not None]
-    if not walls:
-        wall = "no wall time in their records"
+    times = [record.seconds for record in finished.values() if record.seconds is not None]
+    if not times:
+        wall = "no time in their records"
     else:
-        timed = "runs" if len(walls) == len(finished) else f"the {len(walls)} runs whose records have one"
-        wall = f"total training wall time {sum(walls) / 3600:.2f} h (sum over {timed})"
+        timed = "runs" if len(times) == len(finished) else f"the {len(times)} runs whose records have one"
+        wall = (f"total training time {sum(times) / 3600:.2f} h (sum over {timed}; a resumed run counts its earlier "
+                "parts where its result records them)")
     footer = [f"{len(finished)} of {len(runs)} planned runs finished; {wall}."]
     if imported:
         footer.append(f"{len(imported)} of them from run records, not run folders here: "

@@ -41,6 +41,9 @@ class RunResult:
     #: :func:`rank_counts` of every user's target rank (``test_ranks.npy`` beside the metrics), when the run kept
     #: them: all a per-user bootstrap of an @K metric needs, small enough for a run record.
     rank_counts: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    #: Training and validation seconds of every epoch, the parts before a resume included (``fit`` in the metrics
+    #: file, from :class:`~sracl_lightning.training.callbacks.EpochTimer`); ``None`` for results written without it.
+    fit_seconds: float | None = field(default=None, compare=False)
 
 
 def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> RunResult:
@@ -52,8 +55,12 @@ def read_run_result(path: str | Path, *, dataset: str, row: str, seed: int) -> R
         raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(payload.get("metrics"), dict):
         raise ValueError(f"{path}: expected a 'metrics' object, as train.py writes")
+    fit_seconds = (payload.get("fit") or {}).get("seconds")
+    if fit_seconds is not None and not isinstance(fit_seconds, int | float):
+        raise ValueError(f"{path}: 'fit.seconds' must be a number, as train.py writes")
     return RunResult(dataset=dataset, row=row, seed=seed, metrics=payload["metrics"],
                      protocol=payload.get("protocol", {}), semantic_profile=payload.get("semantic_profile"),
+                     fit_seconds=fit_seconds,
                      rank_counts=read_rank_counts(path.with_name(path.name.replace("_metrics.json", "_ranks.npy"))))
 
 

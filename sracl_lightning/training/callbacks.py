@@ -16,12 +16,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 class EpochTimer(L.Callback):
     """Logs wall-clock seconds per training epoch (``time/train_epoch_s``) and per validation run
-    (``time/val_s``), and prints them, so logs of long background runs show the pace."""
+    (``time/val_s``), and prints them, so logs of long background runs show the pace.
+
+    It also keeps the run's total, ``seconds`` (training and validation of every finished epoch) over ``epochs``, in
+    the checkpoints, so a run resumed from ``last.ckpt`` counts the epochs of its earlier parts too: ``train.py``
+    writes them into ``test_metrics.json`` as ``fit``."""
 
     def __init__(self) -> None:
         self._train_start = 0.0
         self._val_start = 0.0
         self._last_val_s = 0.0
+        self.seconds = 0.0
+        self.epochs = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._train_start = time.perf_counter()
@@ -35,8 +41,11 @@ class EpochTimer(L.Callback):
             pl_module.log("time/val_s", self._last_val_s, sync_dist=True, reduce_fx="max")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Validation runs inside the training epoch in Lightning; report the training part alone.
+        # Validation runs inside the training epoch in Lightning; report the training part alone. Lightning calls
+        # the checkpoint callbacks after this one, so last.ckpt holds the totals with this epoch counted.
         seconds = time.perf_counter() - self._train_start - self._last_val_s
+        self.seconds += seconds + self._last_val_s
+        self.epochs += 1
         pl_module.log("time/train_epoch_s", seconds, sync_dist=True, reduce_fx="max")  # the slowest rank
         metrics = trainer.callback_metrics
         monitored = ", ".join(f"{k}={float(metrics[k]):.4f}" for k in ("val/hr@20", "val/ndcg@20", "val/mrr@10")
@@ -44,6 +53,17 @@ class EpochTimer(L.Callback):
         epoch = trainer.current_epoch
         rank_zero_info(f"[epoch {epoch}] train {seconds:.1f}s, val {self._last_val_s:.1f}s, {monitored}")
         self._last_val_s = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds, self.epochs = float(state_dict["seconds"]), int(state_dict["epochs"])
+
+    def fit_summary(self) -> dict[str, float | int]:
+        """What ``test_metrics.json`` records of the fit: ``{"seconds": ..., "epochs": ...}``, resumed parts
+        included."""
+        return {"seconds": round(self.seconds, 1), "epochs": self.epochs}
 
 
 class EpochEndCheckpoint(ModelCheckpoint):

@@ -19,6 +19,7 @@ import sys
 
 from sracl_lightning.distributed import shutdown_process_group
 from sracl_lightning.resources import with_packaged_configs
+from sracl_lightning.training.callbacks import EpochTimer
 from sracl_lightning.training.cli import SRACLCLI
 from sracl_lightning.training.cli_errors import run_cli
 from sracl_lightning.training.results import write_ranks, write_results
@@ -37,6 +38,8 @@ def main() -> None:
         # weights (a model of another item count would fail there on the first mismatched tensor shape).
         data.load_state_dict(read_checkpoint(cli.config.ckpt_path).get(type(data).__qualname__, {}))
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.ckpt_path)
+    timer = next((c for c in trainer.callbacks if isinstance(c, EpochTimer)), None)
+    fit = None if timer is None else timer.fit_summary()  # before testing: its epochs, resumed parts included
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # fast_dev_run and checkpointing-off runs have no best checkpoint: test the weights in memory.
     metrics = trainer.test(model, datamodule=data, ckpt_path=best or None)[0]
@@ -44,7 +47,7 @@ def main() -> None:
     out_dir = trainer.log_dir or trainer.default_root_dir
     if trainer.is_global_zero:
         write_results(out_dir, "test", metrics, model.protocol(), checkpoint=best or None, dataset=data.name,
-                      semantic_profile=data.semantic_profile)
+                      semantic_profile=data.semantic_profile, fit=fit)
         write_ranks(out_dir, "test", model.test_user_ranks)
     shutdown_process_group()
 
