@@ -180,6 +180,34 @@ def test_run_records_keep_the_bootstrap_intervals_of_single_seed_cells(project):
     assert cells == [line for line in there.read_text().splitlines() if line in cells]
 
 
+def test_a_row_of_the_same_configuration_as_a_recorded_run_reuses_it(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    runner(project).run(runs)
+    *_, jsonl = write_table(spec, runs, project / "shipped")
+    # A sweep whose default point is the main table's SRA-CL run (the same configs and seed, another row name).
+    (project / "sweep.yaml").write_text(
+        "title: Sweep\ndatasets: [toy]\nrows:\n"
+        "  - name: weight 0.01\n    configs: ['base_{dataset}.yaml', cl.yaml]\n"
+        "  - name: weight 0.02\n    configs: ['base_{dataset}.yaml', w2.yaml]\n")
+    (project / "w2.yaml").write_text(_weight(0.02))
+    sweep = load_table_spec(project / "sweep.yaml")
+    planned = plan(sweep, seeds=[1], out_root=project / "sweep", root=project)
+    recorded = match_records(planned, read_records([jsonl]))
+    assert [(r.row, recorded[r].result.row) for r in recorded] == [("weight 0.01", "weight 0.01")]
+    assert "the run of row 'SRA-CL'" in recorded[planned[0]].note
+    runner(project).run(planned, recorded)
+    assert len(calls(project)) == 3 and "w2.yaml" in " ".join(calls(project)[2]), "only the new point is trained"
+    md, *_ = write_table(sweep, planned, project / "sweep_table", records=recorded)
+    assert "| weight 0.01 | 1 | 0.1110 [" in md.read_text()
+    # A row named like a recorded run of another configuration takes the run of its own configuration.
+    (project / "renamed.yaml").write_text("title: R\ndatasets: [toy]\nrows:\n"
+                                          "  - name: w/o CL\n    configs: ['base_{dataset}.yaml', cl.yaml]\n")
+    renamed = plan(load_table_spec(project / "renamed.yaml"), seeds=[1], out_root=project / "r", root=project)
+    (record,) = match_records(renamed, read_records([jsonl])).values()
+    assert record.result.metrics["hr@20"] == pytest.approx(0.111) and "the run of row 'SRA-CL'" in record.note
+
+
 def test_a_record_made_with_another_configuration_is_refused(project):
     spec = load_table_spec(project / "table.yaml")
     runs = plan(spec, seeds=[1], out_root=project / "out", root=project)

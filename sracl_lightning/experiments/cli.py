@@ -50,7 +50,8 @@ def main(
         dry_run: Only print the plan and each run's state.
         table_only: Only rebuild the table from finished runs.
         records: ``.runs.jsonl`` files of runs finished elsewhere (another machine or checkout); a planned run with
-            a record of the same key counts as finished and is not trained.
+            a record of the same key (its own row's, or another row's of the same configuration and seed, such as a
+            sweep's default point) counts as finished and is not trained.
         submitit: Hand each run to submitit instead of a local process, with these executor parameters, e.g.
             ``{cluster: slurm, slurm_partition: gpu, timeout_min: 240, gpus_per_node: 1}`` (``cluster: local``:
             this machine). ``--jobs`` is then the number of jobs in flight.

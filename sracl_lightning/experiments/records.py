@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sracl_lightning.experiments.plan import (
@@ -100,17 +100,28 @@ def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tupl
 
 def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str, int], tuple[RunRecord, str]]
                   ) -> dict[PlannedRun, RunRecord]:
-    """The record of each planned run that has one. A record made with another key is never used: it stops the
-    runner, naming the record. Records of runs outside the plan are ignored."""
+    """The record of each planned run that has one: its own (same dataset, row, seed and key), else a record of
+    another row made with the same key (the same resolved configuration, seed included: a sweep's default point is
+    the main table's run), shown under the planned row's name with a note saying whose run it is. A record of the
+    planned row made with another key, where no record has the planned key, stops the runner, naming the record.
+    Records of runs outside the plan are ignored."""
+    by_key: dict[tuple[str, str], tuple[RunRecord, str]] = {}
+    for record, where in records.values():
+        by_key.setdefault((record.result.dataset, record.key), (record, where))
     matched = {}
     for run in runs:
-        entry = records.get((run.dataset, run.row, run.seed))
-        if entry is None:
+        own = records.get((run.dataset, run.row, run.seed))
+        if own is not None and own[0].key == run.key:
+            matched[run] = own[0]
             continue
-        record, where = entry
-        if record.key != run.key:
+        shared = by_key.get((run.dataset, run.key))
+        if shared is not None:
+            record, where = shared
+            note = f"the run of row {record.result.row!r} ({where}), the same configuration and seed"
+            matched[run] = replace(record, result=replace(record.result, row=run.row), note=note)
+        elif own is not None:
+            record, where = own
             raise ValueError(f"{where}: the record of {run.dataset}/{run.row}/seed {run.seed} was made with another "
                              f"configuration (key {record.key}; this plan's key is {run.key}): plan it with the same "
                              "configs and --train_args, or leave that file out of --records")
-        matched[run] = record
     return matched
