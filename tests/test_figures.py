@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sracl_lightning.experiments.figures import curves, metrics_by_length, sensitivity, sparse
+from sracl_lightning.experiments.figures import curves, metrics_by_length, sensitivity, sparse, top_ranks
 from sracl_lightning.experiments.tables import RunResult, summarize, to_csv
 from sracl_lightning.methods.module import SRACLModule
 from sracl_lightning.training.datamodule import SeqRecDataModule
@@ -49,6 +49,23 @@ def test_sparse_user_figure(trained, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["results"]["a"]["< 7"]["users"] > 0
     with pytest.raises(ValueError, match="1 labels for 2 checkpoints"):
         sparse([trained["checkpoint"]] * 2, labels=["a"], output=str(out))
+
+
+@pytest.mark.integration
+def test_top_of_the_ranking(trained, tmp_path):
+    out = tmp_path / "top"
+    result = top_ranks([trained["checkpoint"]], labels=["run"], output=str(out))["run"]
+    assert result["users"] == 301 and sum(result["target_rank_bins"].values()) == 301
+    assert list(result["target_rank_bins"]) == ["1", "2-5", "6-10", "11-20", "21-50", "> 50"]
+    # Unmasked, the ranking is evaluation's: the run's own test metrics.
+    for metric in ("hr@10", "ndcg@10", "hr@20", "ndcg@20"):
+        assert result["unmasked"][metric] == pytest.approx(trained["metrics"][metric], abs=1e-6), metric
+    # Masking the window's items only moves targets up; the last item is one of the window's.
+    assert all(result["window_masked"][m] >= result["unmasked"][m] for m in result["unmasked"])
+    assert 0 <= result["top_is_last_item"] <= result["top_is_window_item"] <= 1
+    assert sum(result["target_rank_bins"][b] for b in ("1", "2-5", "6-10")) == round(result["unmasked"]["hr@10"] * 301)
+    assert_png(out.with_suffix(".png"))
+    assert json.loads(out.with_suffix(".json").read_text())["results"]["run"]["users"] == 301
 
 
 @pytest.mark.unit

@@ -3,6 +3,9 @@
     # Fig. 5: metrics per user group (sequence length < 7, 7-10, > 10), one bar per checkpoint
     python -m sracl_lightning.experiments.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
         --output docs/results/sparse_beauty
+    # what takes the first places of the ranking (the user's own last item?), and the metrics with them masked
+    python -m sracl_lightning.experiments.figures top_ranks --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
+        --output docs/results/top_ranks_beauty
     # Fig. 4: a sweep is a table whose rows are parameter values (configs/tables/sensitivity_*.yaml), then
     python -m sracl_lightning.experiments.figures sensitivity --results_csv runs/tables/sensitivity_alpha/results.csv \
         --output fig4_alpha
@@ -30,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sracl_lightning.atomic import atomic_write, atomic_write_text  # noqa: E402
-from sracl_lightning.models.metrics import RankingMetrics  # noqa: E402
+from sracl_lightning.models.metrics import RankingMetrics, per_user_values  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,83 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
     return results
 
 
+# ------------------------------------------------------------------------------------------- the top of ranking
+#: Rank bins of :func:`top_ranks`' histogram: (first, last) rank, ``None`` = unbounded.
+RANK_BINS = ((1, 1), (2, 5), (6, 10), (11, 20), (21, 50), (51, None))
+
+
+@torch.no_grad()
+def top_of_ranking(model, data, *, split: str = "test", batch_size: int = 1024) -> dict:
+    """What takes the first places of ``model``'s full ranking (no masking, as evaluated): how often the top item is
+    one of the user's own window items (the last one in particular), where the targets land, and the metrics with
+    the window's items masked (the S3-Rec lineage's protocol) beside the unmasked ones.
+
+    Returns:
+        ``{"users": U, "top_is_last_item": share, "top_is_window_item": share, "target_rank_bins": {bin: users},
+        "unmasked": {"hr@10": ..., ...}, "window_masked": {...}}``.
+    """
+    data.prepare_data()
+    data.setup("test" if split == "test" else "validate")
+    samples = data.datasets[split]
+    model.eval()
+    last = window = 0
+    ranks, masked = [], []
+    for start in range(0, len(samples), batch_size):
+        batch = samples.__getitems__(list(range(start, min(start + batch_size, len(samples)))))
+        input_ids = batch.input_ids.to(model.device)  # (B, L), left-padded with 0
+        target = (batch.target - 1).to(model.device)  # (B,)
+        h = model(input_ids)  # (B, D)
+        top = model.item_scores(h).argmax(1) + 1  # (B,) item ids
+        last += int((top == input_ids[:, -1]).sum())
+        window += int((top[:, None] == input_ids).any(1).sum())
+        ranks.append(model.target_ranks(h, target).cpu())
+        masked.append(model.target_ranks(h, target, input_ids - 1).cpu())  # padding -> -1: nothing masked
+    ranks, masked = torch.cat(ranks), torch.cat(masked)  # (U,)
+    users = len(ranks)
+
+    def summary(r: torch.Tensor) -> dict[str, float]:
+        return {m: float(v.mean()) for m, v in per_user_values(r, (10, 20)).items() if not m.startswith("mrr")}
+
+    bins = {}
+    for low, high in RANK_BINS:
+        name = str(low) if low == high else f"> {low - 1}" if high is None else f"{low}-{high}"
+        inside = (ranks >= low) if high is None else (ranks >= low) & (ranks <= high)
+        bins[name] = int(inside.sum())
+    return {"users": users, "top_is_last_item": last / users, "top_is_window_item": window / users,
+            "target_rank_bins": bins, "unmasked": summary(ranks), "window_masked": summary(masked)}
+
+
+def top_ranks(checkpoints: list[str], labels: list[str] | None = None, output: str = "top_ranks",
+              split: str = "test", data_root: str | None = None, source_root: str | None = None) -> dict:
+    """:func:`top_of_ranking` of each checkpoint; writes ``<output>.json`` and ``<output>.png`` (users per bin of
+    the target's rank up to 50, one bar per checkpoint)."""
+    from sracl_lightning.training.trained import load_run
+
+    labels = labels or [Path(c).stem for c in checkpoints]
+    if len(labels) != len(checkpoints):
+        raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
+    results = {}
+    for label, checkpoint in zip(labels, checkpoints, strict=True):
+        model, data = load_run(checkpoint, source_root=source_root, data_root=data_root)
+        results[label] = top_of_ranking(model, data, split=split)
+    bins = list(next(iter(results.values()))["target_rank_bins"])[:-1]  # the open last bin (most users) in the JSON
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / len(results)
+    for i, (label, result) in enumerate(results.items()):
+        ax.bar([x + i * width for x in range(len(bins))], [result["target_rank_bins"][b] for b in bins], width,
+               label=f"{label} (top item = last input item for {result['top_is_last_item']:.0%})")
+    ax.set_xticks([x + width * (len(results) - 1) / 2 for x in range(len(bins))], bins)
+    ax.set_xlabel(f"rank of the {split} target (full ranking, no masking)")
+    ax.set_ylabel("users")
+    ax.legend(fontsize=8)
+    path = _save(fig, Path(output).with_suffix(".png"))
+    atomic_write_text(Path(output).with_suffix(".json"),
+                      json.dumps({"split": split, "checkpoints": dict(zip(labels, checkpoints, strict=True)),
+                                  "results": results}, indent=2) + "\n")
+    log.info(f"wrote {path}")
+    return results
+
+
 # ------------------------------------------------------------------------------------------------ sensitivity
 _VALUE = re.compile(r"=\s*([-+0-9.eE]+)\s*$")
 
@@ -202,4 +282,5 @@ if __name__ == "__main__":
     from sracl_lightning.training.cli_errors import show_package_logs
 
     show_package_logs()
-    auto_cli({"sparse": sparse, "sensitivity": sensitivity, "curves": curves}, as_positional=False)
+    auto_cli({"sparse": sparse, "top_ranks": top_ranks, "sensitivity": sensitivity, "curves": curves},
+             as_positional=False)
