@@ -49,6 +49,11 @@ def test_sparse_user_figure(trained, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["results"]["a"]["< 7"]["users"] > 0
     with pytest.raises(ValueError, match="1 labels for 2 checkpoints"):
         sparse([trained["checkpoint"]] * 2, labels=["a"], output=str(out))
+    # One label's checkpoints (a model's seeds) are one bar: their mean, their std as the error bar.
+    pooled = sparse([trained["checkpoint"]] * 2, labels=["seeds", "seeds"], output=str(out))
+    assert pooled == {"seeds": results["a"]}
+    written = json.loads(out.with_suffix(".json").read_text())
+    assert len(written["runs"]) == 2 and written["std"]["seeds"]["< 7"]["hr@20"] == 0.0
 
 
 @pytest.mark.integration

@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sracl_lightning.atomic import atomic_write, atomic_write_text  # noqa: E402
+from sracl_lightning.experiments.tables import mean_std  # noqa: E402
 from sracl_lightning.models.metrics import RankingMetrics, per_user_values  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,8 @@ def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS
 
 
 def plot_groups(results: dict[str, dict[str, dict[str, float]]], metrics: Sequence[str], path: Path,
-                title: str = "") -> Path:
-    """Grouped bars: one panel per metric, groups on the x axis, one bar per model."""
+                title: str = "", errors: dict[str, dict[str, dict[str, float]]] | None = None) -> Path:
+    """Grouped bars: one panel per metric, groups on the x axis, one bar per model (``errors``: error bars)."""
     models = list(results)
     groups = list(next(iter(results.values())))
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
@@ -99,7 +100,8 @@ def plot_groups(results: dict[str, dict[str, dict[str, float]]], metrics: Sequen
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, model in enumerate(models):
             heights = [results[model][g][metric] for g in groups]
-            ax.bar([x + i * width for x in range(len(groups))], heights, width, label=model)
+            spread = None if errors is None else [errors[model][g][metric] for g in groups]
+            ax.bar([x + i * width for x in range(len(groups))], heights, width, yerr=spread, capsize=3, label=model)
         counts = [results[models[0]][g]["users"] for g in groups]
         ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(groups))],
                       [f"{g}\n({n:,} users)" for g, n in zip(groups, counts, strict=True)])
@@ -114,23 +116,38 @@ def plot_groups(results: dict[str, dict[str, dict[str, float]]], metrics: Sequen
 def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str = "sparse_users",
            split: str = "test", metrics: tuple[str, ...] = ("hr@20", "ndcg@20"), data_root: str | None = None,
            source_root: str | None = None) -> dict:
-    """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``."""
+    """Fig. 5: metrics per sequence-length group for each checkpoint; writes ``<output>.png`` and ``.json``.
+
+    Checkpoints given the same label (one model's seeds) are one bar: their mean, with their sample standard
+    deviation as the error bar; the JSON keeps every checkpoint's numbers under ``runs``. Returns the means."""
     from sracl_lightning.training.trained import load_run
 
     labels = labels or [Path(c).stem for c in checkpoints]
     if len(labels) != len(checkpoints):
         raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
-    results = {}
+    runs = []
     for label, checkpoint in zip(labels, checkpoints, strict=True):
         model, data = load_run(checkpoint, source_root=source_root, data_root=data_root)
-        results[label] = metrics_by_length(model, data, split=split,
-                                           ks=sorted({int(m.split("@")[1]) for m in metrics}))
-    path = plot_groups(results, metrics, Path(output).with_suffix(".png"), title=f"{split} metrics by user group")
+        runs.append((label, checkpoint, metrics_by_length(model, data, split=split,
+                                                          ks=sorted({int(m.split("@")[1]) for m in metrics}))))
+    means: dict[str, dict[str, dict[str, float]]] = {}
+    stds: dict[str, dict[str, dict[str, float]]] = {}
+    for label in dict.fromkeys(labels):
+        mine = [result for run_label, _, result in runs if run_label == label]
+        means[label], stds[label] = {}, {}
+        for group, first in mine[0].items():
+            spread = {name: mean_std([result[group][name] for result in mine]) for name in first}
+            means[label][group] = {name: int(mean) if name == "users" else mean for name, (mean, _) in spread.items()}
+            stds[label][group] = {name: std for name, (_, std) in spread.items()}
+    several = any(labels.count(label) > 1 for label in means)
+    path = plot_groups(means, metrics, Path(output).with_suffix(".png"), errors=stds if several else None,
+                       title=f"{split} metrics by user group" + (" (mean ± std over seeds)" if several else ""))
     atomic_write_text(Path(output).with_suffix(".json"),
-                      json.dumps({"split": split, "checkpoints": dict(zip(labels, checkpoints, strict=True)),
-                                  "results": results}, indent=2) + "\n")
+                      json.dumps({"split": split, "results": means, "std": stds,
+                                  "runs": [{"label": label, "checkpoint": checkpoint, "results": result}
+                                           for label, checkpoint, result in runs]}, indent=2) + "\n")
     log.info(f"wrote {path}")
-    return results
+    return means
 
 
 # ------------------------------------------------------------------------------------------- the top of ranking
