@@ -145,6 +145,25 @@ def test_rerun_reuses_everything_and_a_changed_setting_rebuilds_only_its_dependa
 
 
 @pytest.mark.integration
+def test_a_bf16_encoder_is_its_own_cache_and_close_to_fp32(stage_args, monkeypatch):
+    fp32 = SemanticStage(**stage_args)
+    fp32.run()
+    reference = np.load(fp32.out / "item_embeddings.npy")  # (N + 1, E)
+    bf16 = SemanticStage(**{**stage_args, "encoder_dtype": "bfloat16"})
+    bf16.run()
+    assert read_manifest(bf16.out / "item_embeddings.npy")["params"]["encoder"]["dtype"] == "bfloat16"
+    vectors = np.load(bf16.out / "item_embeddings.npy")
+    rows = np.linalg.norm(reference, axis=1) > 0  # row 0 is padding
+    cosine = (vectors[rows] * reference[rows]).sum(1) / np.linalg.norm(vectors[rows], axis=1) / np.linalg.norm(
+        reference[rows], axis=1)
+    assert cosine.min() > 0.98 and not np.array_equal(vectors, reference)
+    # The profile now holds the bf16 build: the default dtype is another key, so it embeds again.
+    with monkeypatch.context() as m, pytest.raises(AssertionError, match="embed_texts was called"):
+        _forbid(m, "embed_texts")
+        SemanticStage(**stage_args).run()
+
+
+@pytest.mark.integration
 def test_interrupted_write_is_rebuilt_not_trusted(stage_args):
     stage = SemanticStage(**stage_args)
     stage.run()

@@ -68,7 +68,12 @@ from sracl_lightning.semantic.prompts import (
     load_prompt_template,
 )
 from sracl_lightning.semantic.tables import semantic_dir
-from sracl_lightning.semantic.text_embeddings import TextEncoder, embed_texts, recency_weighted_prefix_embeddings
+from sracl_lightning.semantic.text_embeddings import (
+    DType,
+    TextEncoder,
+    embed_texts,
+    recency_weighted_prefix_embeddings,
+)
 
 ItemSource = Literal["text", "cooccurrence"]
 UserSource = Literal["text", "item_mean"]
@@ -125,6 +130,8 @@ class SemanticStage:
         max_length: Encoder truncation length in tokens.
         encode_batch_size: Texts per encoder forward pass.
         device: Encoder device (``cpu``, ``cuda``).
+        encoder_dtype: The encoder's weights and activations: ``auto`` is float32 on a CPU and float16 on CUDA;
+            ``bfloat16`` is several times faster on a CPU with native bf16 (AVX512-BF16, AMX). Part of the cache key.
         user_source: ``text`` embeds each prefix's summary (or raw history text); ``item_mean`` is the cheap mode, a
             recency-weighted mean of the prefix's item embeddings, which needs no text and no LLM at all.
         recency_decay: Weight ``decay**age`` of an item ``age`` steps before the end of the prefix (``item_mean``).
@@ -157,6 +164,7 @@ class SemanticStage:
         max_length: int = 256,
         encode_batch_size: int = 64,
         device: str = "cpu",
+        encoder_dtype: DType = "auto",
         user_source: UserSource = "text",
         recency_decay: float = 0.9,
         window: int = 20,
@@ -183,7 +191,7 @@ class SemanticStage:
         self.prompts_path = prompts
         self.context_sequences = context_sequences
         self.encoder_args = {"model": encoder, "pooling": pooling, "max_length": max_length,
-                             "batch_size": encode_batch_size, "device": device}
+                             "batch_size": encode_batch_size, "device": device, "dtype": encoder_dtype}
         self.user_source, self.recency_decay, self.window = user_source, recency_decay, window
         self.pool_size, self.index = pool_size, index
         self.exclude_same_user, self.exclude_leaking = exclude_same_user, exclude_leaking
