@@ -68,6 +68,7 @@ def test_top_of_the_ranking(trained, tmp_path):
     # Masking the window's items only moves targets up; the last item is one of the window's.
     assert all(result["window_masked"][m] >= result["unmasked"][m] for m in result["unmasked"])
     assert 0 <= result["top_is_last_item"] <= result["top_is_window_item"] <= 1
+    assert result["user_vector_norm"] > 0 and 0 < result["target_probability"] < 1
     assert sum(result["target_rank_bins"][b] for b in ("1", "2-5", "6-10")) == round(result["unmasked"]["hr@10"] * 301)
     assert_png(out.with_suffix(".png"))
     assert json.loads(out.with_suffix(".json").read_text())["results"]["run"]["users"] == 301

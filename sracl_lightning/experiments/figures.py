@@ -159,24 +159,30 @@ RANK_BINS = ((1, 1), (2, 5), (6, 10), (11, 20), (21, 50), (51, None))
 def top_of_ranking(model, data, *, split: str = "test", batch_size: int = 1024) -> dict:
     """What takes the first places of ``model``'s full ranking (no masking, as evaluated): how often the top item is
     one of the user's own window items (the last one in particular), where the targets land, and the metrics with
-    the window's items masked (the S3-Rec lineage's protocol) beside the unmasked ones.
+    the window's items masked (the S3-Rec lineage's protocol) beside the unmasked ones; and how sharp the ranking
+    is: the mean norm of the user vectors and the mean softmax probability of the target over all items.
 
     Returns:
-        ``{"users": U, "top_is_last_item": share, "top_is_window_item": share, "target_rank_bins": {bin: users},
-        "unmasked": {"hr@10": ..., ...}, "window_masked": {...}}``.
+        ``{"users": U, "top_is_last_item": share, "top_is_window_item": share, "user_vector_norm": mean,
+        "target_probability": mean, "target_rank_bins": {bin: users}, "unmasked": {"hr@10": ..., ...},
+        "window_masked": {...}}``.
     """
     data.prepare_data()
     data.setup("test" if split == "test" else "validate")
     samples = data.datasets[split]
     model.eval()
     last = window = 0
+    norm = probability = 0.0
     ranks, masked = [], []
     for start in range(0, len(samples), batch_size):
         batch = samples.__getitems__(list(range(start, min(start + batch_size, len(samples)))))
         input_ids = batch.input_ids.to(model.device)  # (B, L), left-padded with 0
         target = (batch.target - 1).to(model.device)  # (B,)
         h = model(input_ids)  # (B, D)
-        top = model.item_scores(h).argmax(1) + 1  # (B,) item ids
+        scores = model.item_scores(h)  # (B, N)
+        top = scores.argmax(1) + 1  # (B,) item ids
+        norm += float(h.float().norm(dim=1).sum())
+        probability += float(scores.log_softmax(1).gather(1, target[:, None]).exp().sum())
         last += int((top == input_ids[:, -1]).sum())
         window += int((top[:, None] == input_ids).any(1).sum())
         ranks.append(model.target_ranks(h, target).cpu())
@@ -193,6 +199,7 @@ def top_of_ranking(model, data, *, split: str = "test", batch_size: int = 1024) 
         inside = (ranks >= low) if high is None else (ranks >= low) & (ranks <= high)
         bins[name] = int(inside.sum())
     return {"users": users, "top_is_last_item": last / users, "top_is_window_item": window / users,
+            "user_vector_norm": norm / users, "target_probability": probability / users,
             "target_rank_bins": bins, "unmasked": summary(ranks), "window_masked": summary(masked)}
 
 
