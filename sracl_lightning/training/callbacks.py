@@ -63,7 +63,7 @@ class EpochTimer(L.Callback):
     def fit_summary(self) -> dict[str, float | int]:
         """What ``test_metrics.json`` records of the fit: ``{"seconds": ..., "epochs": ...}``, resumed parts
         included."""
-        return {"seconds": round(self.seconds, 1), "epochs": self.epochs}
+        return {"seconds": round(self.seconds, 3), "epochs": self.epochs}
 
 
 class EpochEndCheckpoint(ModelCheckpoint):
