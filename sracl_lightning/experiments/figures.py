@@ -50,6 +50,19 @@ def group_label(low: int, high: int | None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- sparse users
+def labelled_runs(checkpoints: Sequence[str], labels: Sequence[str] | None, data_root: str | None,
+                  source_root: str | None):
+    """Each checkpoint's ``(label, checkpoint, model, data)``, its run rebuilt as ``evaluate.py`` does, one at a
+    time; ``labels`` default to the checkpoints' file names."""
+    from sracl_lightning.training.trained import load_run
+
+    labels = labels or [Path(c).stem for c in checkpoints]
+    if len(labels) != len(checkpoints):
+        raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
+    for label, checkpoint in zip(labels, checkpoints, strict=True):
+        yield (label, checkpoint, *load_run(checkpoint, source_root=source_root, data_root=data_root))
+
+
 @torch.no_grad()
 def metrics_by_length(model, data, *, split: str = "test", groups=DEFAULT_GROUPS, ks: Sequence[int] = (10, 20),
                       batch_size: int = 1024) -> dict[str, dict[str, float]]:
@@ -120,16 +133,10 @@ def sparse(checkpoints: list[str], labels: list[str] | None = None, output: str 
 
     Checkpoints given the same label (one model's seeds) are one bar: their mean, with their sample standard
     deviation as the error bar; the JSON keeps every checkpoint's numbers under ``runs``. Returns the means."""
-    from sracl_lightning.training.trained import load_run
-
-    labels = labels or [Path(c).stem for c in checkpoints]
-    if len(labels) != len(checkpoints):
-        raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
-    runs = []
-    for label, checkpoint in zip(labels, checkpoints, strict=True):
-        model, data = load_run(checkpoint, source_root=source_root, data_root=data_root)
-        runs.append((label, checkpoint, metrics_by_length(model, data, split=split,
-                                                          ks=sorted({int(m.split("@")[1]) for m in metrics}))))
+    ks = sorted({int(m.split("@")[1]) for m in metrics})
+    runs = [(label, checkpoint, metrics_by_length(model, data, split=split, ks=ks))
+            for label, checkpoint, model, data in labelled_runs(checkpoints, labels, data_root, source_root)]
+    labels = [label for label, _, _ in runs]
     means: dict[str, dict[str, dict[str, float]]] = {}
     stds: dict[str, dict[str, dict[str, float]]] = {}
     for label in dict.fromkeys(labels):
@@ -207,15 +214,9 @@ def top_ranks(checkpoints: list[str], labels: list[str] | None = None, output: s
               split: str = "test", data_root: str | None = None, source_root: str | None = None) -> dict:
     """:func:`top_of_ranking` of each checkpoint; writes ``<output>.json`` and ``<output>.png`` (users per bin of
     the target's rank up to 50, one bar per checkpoint)."""
-    from sracl_lightning.training.trained import load_run
-
-    labels = labels or [Path(c).stem for c in checkpoints]
-    if len(labels) != len(checkpoints):
-        raise ValueError(f"{len(labels)} labels for {len(checkpoints)} checkpoints")
-    results = {}
-    for label, checkpoint in zip(labels, checkpoints, strict=True):
-        model, data = load_run(checkpoint, source_root=source_root, data_root=data_root)
-        results[label] = top_of_ranking(model, data, split=split)
+    results, paths = {}, {}
+    for label, checkpoint, model, data in labelled_runs(checkpoints, labels, data_root, source_root):
+        results[label], paths[label] = top_of_ranking(model, data, split=split), checkpoint
     bins = list(next(iter(results.values()))["target_rank_bins"])[:-1]  # the open last bin (most users) in the JSON
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.8 / len(results)
@@ -228,8 +229,7 @@ def top_ranks(checkpoints: list[str], labels: list[str] | None = None, output: s
     ax.legend(fontsize=8)
     path = _save(fig, Path(output).with_suffix(".png"))
     atomic_write_text(Path(output).with_suffix(".json"),
-                      json.dumps({"split": split, "checkpoints": dict(zip(labels, checkpoints, strict=True)),
-                                  "results": results}, indent=2) + "\n")
+                      json.dumps({"split": split, "checkpoints": paths, "results": results}, indent=2) + "\n")
     log.info(f"wrote {path}")
     return results
 
