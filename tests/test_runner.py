@@ -195,7 +195,8 @@ def test_a_row_of_the_same_configuration_as_a_recorded_run_reuses_it(project):
     planned = plan(sweep, seeds=[1], out_root=project / "sweep", root=project)
     recorded = match_records(planned, read_records([jsonl]))
     assert [(r.row, recorded[r].result.row) for r in recorded] == [("weight 0.01", "weight 0.01")]
-    assert "the run of row 'SRA-CL'" in recorded[planned[0]].note
+    assert recorded[planned[0]].note == ("the run of row 'SRA-CL' (shipped.runs.jsonl:2), the same configuration "
+                                         "and seed"), "the note names the records file, not this machine's path"
     runner(project).run(planned, recorded)
     assert len(calls(project)) == 3 and "w2.yaml" in " ".join(calls(project)[2]), "only the new point is trained"
     md, *_ = write_table(sweep, planned, project / "sweep_table", records=recorded)

@@ -117,7 +117,8 @@ def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str, i
         shared = by_key.get((run.dataset, run.key))
         if shared is not None:
             record, where = shared
-            note = f"the run of row {record.result.row!r} ({where}), the same configuration and seed"
+            # The records file by name, not by where it was read on this machine: the note is committed with the table.
+            note = f"the run of row {record.result.row!r} ({Path(where).name}), the same configuration and seed"
             matched[run] = replace(record, result=replace(record.result, row=run.row), note=note)
         elif own is not None:
             record, where = own
