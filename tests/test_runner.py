@@ -241,10 +241,29 @@ def test_bad_run_records_name_the_file_and_line(tmp_path, line, message):
 def test_two_different_records_of_one_run_are_refused(tmp_path):
     first = '{"dataset": "toy", "row": "w/o CL", "seed": 1, "key": "k", "metrics": {"hr@10": 0.1}}\n'
     (tmp_path / "a.jsonl").write_text(first)
-    (tmp_path / "b.jsonl").write_text(first.replace("0.1", "0.2"))
+    (tmp_path / "b.jsonl").write_text(first.replace("0.1", "0.2").replace("w/o CL", "SASRec"))
     assert len(read_records([tmp_path / "a.jsonl", tmp_path / "a.jsonl"])) == 1
-    with pytest.raises(ValueError, match=r"b\.jsonl:1: toy/w/o CL/1 has another record at .*a\.jsonl:1"):
+    with pytest.raises(ValueError, match=r"b\.jsonl:1: toy/SASRec/seed 1 \(key k\) has other metrics at "
+                                         r".*a\.jsonl:1: one run, two results"):
         read_records([tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+
+
+def test_tables_may_each_have_a_row_of_one_name_and_another_configuration(project):
+    """Row names belong to a table: Table 1's "SASRec" (BCE) and Fig. 3's "SASRec" (the main table's backbone run)
+    are two runs, and a plan reading both tables' records takes the one of its own configuration."""
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    runner(project).run(runs)
+    *_, jsonl = write_table(spec, runs, project / "main")
+    other = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for record in other:  # another table's rows of the same names, made with other configurations
+        record["key"], record["metrics"] = record["key"] + "x", {"hr@20": 0.5}
+    (project / "other.runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in other))
+    records = read_records([jsonl, project / "other.runs.jsonl"])
+    assert len(records) == 4
+    recorded = match_records(runs, records)
+    assert sorted(r.result.metrics["hr@20"] for r in recorded.values()) == pytest.approx([0.101, 0.111])
+    assert all(r.note is None for r in recorded.values())
 
 
 def test_rows_can_be_selected(project):

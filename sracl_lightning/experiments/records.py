@@ -52,10 +52,13 @@ def local_record(run: PlannedRun) -> RunRecord:
     return RunRecord(result, run.key, info.get("code_version"), info.get("wall_seconds"))
 
 
-def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tuple[RunRecord, str]]:
-    """Records by (dataset, row, seed), each with where it was read (``file:line``); errors name the file and line.
-    The same run may appear in several files only with the same key and metrics."""
-    found: dict[tuple[str, str, int], tuple[RunRecord, str]] = {}
+def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str], tuple[RunRecord, str]]:
+    """Records by (dataset, key), each with where it was read (``file:line``); errors name the file and line.
+
+    A run is its dataset and key (its resolved configuration, seed included); row names belong to a table, so
+    two tables' files may each hold a "SASRec" of another configuration. The same run may appear in several
+    files, under any row name, only with the same metrics."""
+    found: dict[tuple[str, str], tuple[RunRecord, str]] = {}
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"records file not found: {path}")
@@ -87,41 +90,38 @@ def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str, int], tupl
                                rank_counts=None if counts is None else tuple(counts), fit_seconds=fit_seconds)
             record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
                                raw.get("note"))
-            ident = (result.dataset, result.row, result.seed)
+            ident = (result.dataset, record.key)
             if ident in found:
                 earlier, earlier_where = found[ident]
-                if (earlier.key, dict(earlier.result.metrics)) != (record.key, dict(metrics)):
-                    raise ValueError(f"{where}: {'/'.join(map(str, ident))} has another record at {earlier_where} "
-                                     "with a different key or metrics")
+                if dict(earlier.result.metrics) != dict(metrics):
+                    raise ValueError(f"{where}: {result.dataset}/{result.row}/seed {result.seed} (key {record.key}) "
+                                     f"has other metrics at {earlier_where}: one run, two results")
                 continue
             found[ident] = (record, where)
     return found
 
 
-def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str, int], tuple[RunRecord, str]]
+def match_records(runs: Sequence[PlannedRun], records: Mapping[tuple[str, str], tuple[RunRecord, str]]
                   ) -> dict[PlannedRun, RunRecord]:
-    """The record of each planned run that has one: its own (same dataset, row, seed and key), else a record of
-    another row made with the same key (the same resolved configuration, seed included: a sweep's default point is
-    the main table's run), shown under the planned row's name with a note saying whose run it is. A record of the
-    planned row made with another key, where no record has the planned key, stops the runner, naming the record.
-    Records of runs outside the plan are ignored."""
-    by_key: dict[tuple[str, str], tuple[RunRecord, str]] = {}
+    """The record of each planned run that has one: the record of its dataset and key, whatever row it was made
+    for (a sweep's default point is the main table's run); one of another row is shown under the planned row's
+    name with a note saying whose run it is. Where no record has the planned key but one of the planned row and
+    seed has another, the runner stops, naming that record. Records of runs outside the plan are ignored."""
+    by_name = {}
     for record, where in records.values():
-        by_key.setdefault((record.result.dataset, record.key), (record, where))
+        by_name.setdefault((record.result.dataset, record.result.row, record.result.seed), (record, where))
     matched = {}
     for run in runs:
-        own = records.get((run.dataset, run.row, run.seed))
-        if own is not None and own[0].key == run.key:
-            matched[run] = own[0]
-            continue
-        shared = by_key.get((run.dataset, run.key))
-        if shared is not None:
-            record, where = shared
-            # The records file by name, not by where it was read on this machine: the note is committed with the table.
-            note = f"the run of row {record.result.row!r} ({Path(where).name}), the same configuration and seed"
-            matched[run] = replace(record, result=replace(record.result, row=run.row), note=note)
-        elif own is not None:
-            record, where = own
+        found = records.get((run.dataset, run.key))
+        if found is not None:
+            record, where = found
+            if record.result.row != run.row:
+                # The records file by name, not by where it was read on this machine: the note is committed.
+                note = f"the run of row {record.result.row!r} ({Path(where).name}), the same configuration and seed"
+                record = replace(record, result=replace(record.result, row=run.row), note=note)
+            matched[run] = record
+        elif (run.dataset, run.row, run.seed) in by_name:
+            record, where = by_name[(run.dataset, run.row, run.seed)]
             raise ValueError(f"{where}: the record of {run.dataset}/{run.row}/seed {run.seed} was made with another "
                              f"configuration (key {record.key}; this plan's key is {run.key}): plan it with the same "
                              "configs and --train_args, or leave that file out of --records")
