@@ -1,6 +1,6 @@
 """S3-Rec: bidirectional pre-training states, the MIP and SP inputs, both losses against hand-composed values, the
-fine-tuning optimizer without the pre-training heads, and configs/s3rec.yaml (pre-training, then fine-tuning)
-through the CLI."""
+fine-tuning optimizer without the pre-training heads, configs/s3rec.yaml (pre-training, then fine-tuning)
+through the CLI, and a run stopped during pre-training resuming into the uninterrupted run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from sracl_lightning.methods.parts import MethodDims, TrainingContext
 from sracl_lightning.methods.s3rec import S3RecPretraining, bidirectional_states, segment_masks
 from sracl_lightning.methods.s3rec_module import S3RecModule
 from sracl_lightning.models.sasrec import SASRec
+from sracl_lightning.training.callbacks import EpochTimer
+from sracl_lightning.training.cli import SRACLCLI
 from tests.conftest import REPO_ROOT, run_train, tiny_args, toy_samples
 
 N, L, D = 9, 5, 8
@@ -125,6 +127,46 @@ def test_s3rec_config_pretrains_then_fine_tunes_through_the_cli(tmp_path, synthe
                                                   "no attributes)")
     assert "[s3rec] pre-trained 2 epochs" in caplog.text
     assert 0.0 <= results["metrics"]["hr@20"] <= 1.0 and results["metrics"]["users"] > 0
+
+
+class Interrupted(Exception):
+    """Stands for a process stopped between two pre-training epochs."""
+
+
+@pytest.mark.integration
+def test_a_run_stopped_during_pretraining_resumes_into_the_uninterrupted_run(tmp_path, synthetic_reviews,
+                                                                             monkeypatch):
+    def fitted(root: str, ckpt_path=None) -> tuple[dict[str, torch.Tensor], float]:
+        config = str(REPO_ROOT / "configs" / "s3rec.yaml")
+        cli = SRACLCLI(args=tiny_args(synthetic_reviews, tmp_path, "--config", config,
+                                      "--model.init_args.pretrain_epochs", "3", "--trainer.max_epochs", "1",
+                                      "--trainer.default_root_dir", str(tmp_path / root)))
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path)
+        timer = next(c for c in cli.trainer.callbacks if isinstance(c, EpochTimer))
+        return {k: v.detach().clone() for k, v in cli.model.state_dict().items()}, timer.seconds
+
+    uninterrupted, _ = fitted("uninterrupted")
+    save = S3RecModule.save_pretraining_checkpoint
+
+    def save_then_stop_after_two(module: S3RecModule) -> None:
+        save(module)
+        if module.pretrained_epochs == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(S3RecModule, "save_pretraining_checkpoint", save_then_stop_after_two)
+    with pytest.raises(Interrupted):
+        fitted("interrupted")
+    monkeypatch.undo()
+    (last,) = (tmp_path / "interrupted").rglob("last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["s3rec_pretraining"]["epochs"] == 2 and checkpoint["s3rec_pretraining"]["optimizer"]["state"]
+    (timer,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("EpochTimer")]
+    assert timer["epochs"] == 0 and timer["seconds"] > 0, "two pre-training epochs' time is the run's time"
+
+    resumed, seconds = fitted("resumed", last)
+    differ = [k for k, v in uninterrupted.items() if not torch.equal(resumed[k], v)]
+    assert not differ, f"the resumed run's weights differ from the uninterrupted run's: {differ}"
+    assert seconds > timer["seconds"], "the resumed run counts the interrupted part's pre-training"
 
 
 @pytest.mark.unit

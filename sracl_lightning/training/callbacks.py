@@ -18,18 +18,33 @@ class EpochTimer(L.Callback):
     """Logs wall-clock seconds per training epoch (``time/train_epoch_s``) and per validation run
     (``time/val_s``), and prints them, so logs of long background runs show the pace.
 
-    It also keeps the run's total, ``seconds`` (training and validation of every finished epoch) over ``epochs``, in
-    the checkpoints, so a run resumed from ``last.ckpt`` counts the epochs of its earlier parts too: ``train.py``
-    writes them into ``test_metrics.json`` as ``fit``."""
+    It also keeps the run's total, ``seconds`` (training and validation of every finished epoch, and the model's
+    own work before the first epoch, such as S3-Rec's pre-training) over ``epochs``, in the checkpoints, so a run
+    resumed from ``last.ckpt`` counts its earlier parts too: ``train.py`` writes them into ``test_metrics.json`` as
+    ``fit``."""
 
     def __init__(self) -> None:
         self._train_start = 0.0
         self._val_start = 0.0
         self._last_val_s = 0.0
+        self._fit_start: float | None = None  # set from the fit's start until its first epoch (or sanity check)
         self.seconds = 0.0
         self.epochs = 0
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Callbacks' on_fit_start runs before the module's, where the module does its work before the epochs.
+        self._fit_start = time.perf_counter()
+
+    def _end_fit_start(self) -> None:
+        if self._fit_start is not None:
+            self.seconds += time.perf_counter() - self._fit_start
+            self._fit_start = None
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_fit_start()
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_fit_start()
         self._train_start = time.perf_counter()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -55,7 +70,9 @@ class EpochTimer(L.Callback):
         self._last_val_s = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "epochs": self.epochs}
+        # A checkpoint written before the first epoch (between S3-Rec's pre-training epochs) counts that work so far.
+        before = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return {"seconds": self.seconds + before, "epochs": self.epochs}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.seconds, self.epochs = float(state_dict["seconds"]), int(state_dict["epochs"])
