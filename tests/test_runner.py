@@ -325,6 +325,24 @@ def test_table_specs_are_checked_and_every_shipped_one_plans(project):
         assert runs and len({r.directory for r in runs}) == len(runs), path.name
 
 
+def test_the_tables_share_the_main_tables_runs_they_say_they_share(project):
+    """Run keys, not row names, let a table reuse the main table's runs: Table 2's and the gap study's w/o CL and
+    SRA-CL, Fig. 3's SASRec rows and each Fig. 4 sweep's default point must be the main table's configurations."""
+    def keys(table: str, dataset: str) -> dict[str, str]:
+        spec = load_table_spec(REPO_ROOT / "configs" / "tables" / table)
+        return {r.row: r.key for r in plan(spec, datasets=[dataset], seeds=[2024], out_root=project / "plans")}
+
+    main = keys("main.yaml", "beauty")
+    shared = {"ablations.yaml": {"w/o CL": "w/o CL", "SRA-CL": "SRA-CL"},
+              "gap_beauty.yaml": {"w/o CL": "w/o CL", "SRA-CL": "SRA-CL"},
+              "plug_and_play.yaml": {"SASRec": "w/o CL", "SASRec + SRA-CL": "SRA-CL"},
+              "sensitivity_alpha.yaml": {"α = 0.1": "SRA-CL"}, "sensitivity_beta.yaml": {"β = 0.1": "SRA-CL"},
+              "sensitivity_k.yaml": {"k = 10": "SRA-CL"}}
+    for table, rows in shared.items():
+        planned = keys(table, "beauty")
+        assert {row: planned[row] for row in rows} == {row: main[name] for row, name in rows.items()}, table
+
+
 def test_real_train_py_runs_and_tabulates(tmp_path, synthetic_reviews):
     (tmp_path / "table.yaml").write_text(
         "title: Debug\ndatasets: [synthetic]\nrows:\n"
