@@ -234,6 +234,25 @@ def test_memory_bank_mode_reads_neighbours_from_the_bank_and_refreshes_anchor_ro
 
 
 @pytest.mark.unit
+def test_memory_bank_can_encode_the_anchor_a_second_time_as_the_released_code():
+    module = sracl(neighbours=partial(MemoryBank, separate_anchor=True)).train()  # dropout on: two passes differ
+    source = module.objectives["user_contrast"].neighbours
+    source.bank = torch.randn(2 * B, 16)
+    batch = toy_batch(torch.Generator().manual_seed(0))
+    h = module(batch.input_ids)  # (B, D): the recommendation pass
+    torch.manual_seed(1)
+    anchor = source.anchor(batch, h, module.encoder)
+    torch.manual_seed(1)
+    second = module(batch.input_ids)  # the same dropout draws as the anchor's pass
+    assert torch.equal(anchor, second) and not torch.allclose(anchor, h), "the anchor is its own pass"
+    assert torch.equal(source.bank[:B], anchor.detach()), "the bank's anchor rows come from the anchor's pass"
+    anchor.sum().backward()
+    assert module.encoder.item_embedding.weight.grad is not None, "L_CS reaches the encoder through the anchor"
+    assert "anchor encoded a second time" in source.describe()
+    assert "second" not in MemoryBank(MethodDims(N, L, 16)).describe()
+
+
+@pytest.mark.unit
 def test_memory_bank_is_rebuilt_from_every_training_prefix_in_eval_mode():
     samples = toy_samples({"u": [1, 2, 3, 4, 5, 6, 7], "v": [8, 9, 10, 11, 12], "w": [3, 1, 4, 1, 5, 9]}, N, L)
     torch.manual_seed(0)
@@ -304,7 +323,7 @@ def test_memory_bank_mode_trains_through_the_cli(tmp_path, synthetic_reviews, se
 # ------------------------------------------------------------------------------------------------- configs
 SRACL_CONFIGS = sorted((CONFIGS / "sracl").glob("*.yaml"))
 #: Overlays on a dataset's SRA-CL config, not configs of their own.
-SRACL_OVERLAYS = {"faithful", "learnable_substitution", "released_code", "paper_infonce"}
+SRACL_OVERLAYS = {"faithful", "learnable_substitution", "released_code", "paper_infonce", "separate_anchor"}
 
 
 def instantiate(data_root: str, reviews, tmp_path, *configs) -> SRACLCLI:
@@ -334,6 +353,7 @@ def test_every_sracl_config_instantiates_on_a_built_profile(config, tmp_path, sy
     assert data.num_neighbours == 10
     neighbours = EncodedNeighbours if config.stem == "faithful" else MemoryBank
     assert type(user.neighbours) is neighbours
+    assert getattr(user.neighbours, "separate_anchor", False) == (config.stem == "separate_anchor")
     assert type(user.positive) is SynthesizedPositive
     assert user.positive.synthesizer.dropout.p == (0.5 if config.stem == "released_code" else 0.0)
     views = LearnableSubstitution if config.stem == "learnable_substitution" else SemanticSubstitution

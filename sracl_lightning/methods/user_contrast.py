@@ -87,12 +87,17 @@ class MemoryBank(NeighbourSource):
         dims: The module's sizes.
         batch_size: Prefixes per forward pass when the bank is rebuilt. 1024 keeps a pass's activations in a CPU's
             cache: Beauty's 131,413 prefixes take 4.9 s on 2 cores at 1024 or 512, 7.3 s at 4096.
+        separate_anchor: Encode the anchor a second time for L_CS, with its own dropout mask, as the released code
+            does (one encoder pass more per sample), instead of reusing the recommendation pass. This isolates one
+            of the two differences between this mode and the released code's (the other: neighbours without
+            gradient, from an eval-mode bank).
     """
 
-    def __init__(self, dims: MethodDims, batch_size: int = 1024) -> None:
+    def __init__(self, dims: MethodDims, batch_size: int = 1024, separate_anchor: bool = False) -> None:
         super().__init__(dims)
         check_at_least("MemoryBank.batch_size", batch_size, 1)
         self.batch_size = batch_size
+        self.separate_anchor = separate_anchor
         self.samples = None  # the training samples, set in setup()
         # (P, D) representations of every training prefix; rebuilt each epoch, so never checkpointed.
         self.register_buffer("bank", torch.empty(0, dims.hidden_size), persistent=False)
@@ -119,11 +124,14 @@ class MemoryBank(NeighbourSource):
         encoder.train(was_training)
 
     def anchor(self, batch: SeqBatch, h: Tensor, encoder: SequenceEncoder) -> Tensor:
-        """The recommendation pass's ``h_u``; its detached value refreshes the anchors' bank rows.
+        """The recommendation pass's ``h_u`` (or, with ``separate_anchor``, a second pass's); its detached value
+        refreshes the anchors' bank rows.
 
-        NOTE: the released code encodes the anchor a second time for L_CS (another dropout mask); this mode reuses
-        the rec pass, one encoder pass fewer per sample (docs/method.md#deviations, D25).
+        NOTE: the released code encodes the anchor a second time for L_CS (another dropout mask); by default this
+        mode reuses the rec pass, one encoder pass fewer per sample (docs/method.md#deviations, D25).
         """
+        if self.separate_anchor:
+            h = encoder(batch.input_ids)  # (B, D): its own dropout mask
         self.refresh(batch.prefix_row, h.detach().float())
         return h
 
@@ -142,7 +150,8 @@ class MemoryBank(NeighbourSource):
         return self.bank[batch.neighbour_rows.gather(1, picks[:, None]).squeeze(1)]  # (B, D)
 
     def describe(self) -> str:
-        return "neighbours from a no-grad memory bank"
+        return "neighbours from a no-grad memory bank" + (", anchor encoded a second time" if self.separate_anchor
+                                                            else "")
 
 
 # ------------------------------------------------------------------------------------------- positive sources
