@@ -310,6 +310,9 @@ def test_table_specs_are_checked_and_every_shipped_one_plans(project):
     bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: 3}\n")
     with pytest.raises(ValueError, match=r"rows\[0\].note must be text"):
         load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], versus: b}\n")
+    with pytest.raises(ValueError, match=r"rows\[0\].versus 'b' must name another row, one of \['a'\]"):
+        load_table_spec(bad)
     bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: 'Masked  ranking.'}\n")
     assert load_table_spec(bad).rows[0].note == "Masked ranking."
     assert slug("w/o L_CS") == "wo_l_cs" and slug("DuoRec + SRA-CL") == "duorec_sra_cl"

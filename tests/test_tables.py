@@ -155,6 +155,36 @@ def test_holm_applies_to_the_rows_tested_against_the_baseline_per_dataset_and_me
     assert all(c.p_holm is None for c in single)
 
 
+def test_a_row_is_tested_against_its_own_versus_row_and_says_so():
+    # Fig. 3: each backbone with SRA-CL against the same backbone without, not against the table's baseline.
+    results = [result("SASRec", s, 0.150 + 0.001 * s, 0.060) for s in (0, 1, 2)]
+    results += [result("GRU4Rec", s, 0.120 + 0.002 * s, 0.050 + 0.001 * s) for s in (0, 1, 2)]
+    results += [result("GRU4Rec + SRA-CL", s, 0.130 + 0.002 * s + 0.001 * (s == 1), 0.055 + 0.001 * s)
+                for s in (0, 1, 2)]
+    results += [result("SASRec + SRA-CL", s, 0.160 + 0.001 * s + 0.001 * (s == 2), 0.065) for s in (0, 1, 2)]
+    cells = {(c.row, c.metric): c for c in summarize(results, baseline="SASRec",
+                                                     versus={"GRU4Rec + SRA-CL": "GRU4Rec"})}
+    ours = cells[("GRU4Rec + SRA-CL", "hr@20")]
+    assert ours.versus == "GRU4Rec" and ours.p_value == pytest.approx(
+        paired_t_test([0.130, 0.133, 0.134], [0.120, 0.122, 0.124])[1])
+    assert cells[("SASRec + SRA-CL", "hr@20")].versus == "SASRec" and cells[("SASRec", "hr@20")].versus is None
+    # Holm's family is every test of the dataset and metric: here GRU4Rec, GRU4Rec + SRA-CL and SASRec + SRA-CL.
+    tested = [cells[(row, "hr@20")] for row in ("GRU4Rec", "GRU4Rec + SRA-CL", "SASRec + SRA-CL")]
+    assert [c.p_holm for c in tested] == pytest.approx(holm_adjust([c.p_value for c in tested]))
+    markdown = to_markdown(list(cells.values()), results, title="T", baseline="SASRec")
+    line = next(li for li in markdown.splitlines() if li.startswith("| GRU4Rec + SRA-CL"))
+    assert f"p={ours.p_value:.3g} vs GRU4Rec (Holm" in line
+    assert " vs " not in next(li for li in markdown.splitlines() if li.startswith("| SASRec + SRA-CL"))
+    assert "against the 'SASRec' row, or the row named after it" in markdown
+    rows = list(csv.DictReader(io.StringIO(to_csv(list(cells.values())))))
+    assert {(r["row"], r["versus"]) for r in rows if r["metric"] == "hr@20"} == {
+        ("SASRec", ""), ("GRU4Rec", "SASRec"), ("GRU4Rec + SRA-CL", "GRU4Rec"), ("SASRec + SRA-CL", "SASRec")}
+    # Without a table baseline only the rows with their own versus are tested.
+    alone = summarize(results, versus={"GRU4Rec + SRA-CL": "GRU4Rec", "SASRec + SRA-CL": "SASRec"})
+    assert {c.row for c in alone if c.p_value is not None} == {"GRU4Rec + SRA-CL", "SASRec + SRA-CL"}
+    assert "against the row named after it" in to_markdown(alone, results, title="T")
+
+
 def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
     results = [result("w/o CL", s, 0.12, 0.05) for s in (0, 1)]
     results += [result("A", s, 0.10, 0.05) for s in (0, 1)] + [result("B", s, 0.13, 0.05) for s in (0, 1)]

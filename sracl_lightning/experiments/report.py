@@ -39,7 +39,8 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
         return None
     results = [record.result for record in finished.values()]
     paper = {row.name: row.paper for row in spec.rows}
-    cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics)
+    cells = summarize(results, baseline=spec.baseline, paper=paper, metrics=spec.metrics,
+                      versus={row.name: row.versus for row in spec.rows if row.versus is not None})
     datasets = dict.fromkeys(run.dataset for run in finished)
     not_run = [NotRunRow(dataset, row.name, row.not_run, row.paper.get(dataset, {})) for dataset in datasets
                for row in spec.rows if row.not_run is not None and (row.only is None or dataset in row.only)]

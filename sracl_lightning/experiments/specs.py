@@ -28,6 +28,9 @@ class RowSpec:
     #: Why this row may differ from the paper's numbers (a protocol difference, say); printed under a dataset's table
     #: where one of the row's cells is more than :data:`~sracl_lightning.experiments.tables.FAR_FROM_PAPER` off.
     note: str | None = None
+    #: The row this row's paired t-test compares against, where it is not the table's baseline (Fig. 3: each
+    #: backbone with SRA-CL against the same backbone without).
+    versus: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def load_table_spec(path: str | Path) -> TableSpec:
         where = f"rows[{index}]"
         if not isinstance(row, dict):
             raise ValueError(f"{path}: {where} must be a mapping")
-        unknown = set(row) - {"name", "configs", "args", "only", "paper", "not_run", "note"}
+        unknown = set(row) - {"name", "configs", "args", "only", "paper", "not_run", "note", "versus"}
         if unknown:
             raise ValueError(f"{path}: {where} has unknown fields {sorted(unknown)}")
         paper = row.get("paper") or {}
@@ -82,10 +85,14 @@ def load_table_spec(path: str | Path) -> TableSpec:
                             args=tuple(str(a) for a in row.get("args") or ()),
                             only=tuple(row["only"]) if row.get("only") is not None else None,
                             paper=paper, not_run=" ".join(not_run.split()) if not_run else None,
-                            note=" ".join(note.split()) if note else None))
+                            note=" ".join(note.split()) if note else None,
+                            versus=None if row.get("versus") is None else str(row["versus"])))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: row names must be unique, got {names}")
+    for index, row in enumerate(rows):
+        if row.versus is not None and (row.versus not in names or row.versus == row.name):
+            raise ValueError(f"{path}: rows[{index}].versus {row.versus!r} must name another row, one of {names}")
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in names:
         raise ValueError(f"{path}: baseline {baseline!r} is not one of the rows {names}")

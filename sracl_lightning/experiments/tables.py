@@ -181,12 +181,13 @@ class Cell:
     mean: float
     std: float
     paper: float | None
-    p_value: float | None  # paired t-test against the baseline row; None for the baseline itself or < 2 pairs
-    #: ``p_value`` after Holm's correction over the rows compared with the baseline on this dataset and metric;
-    #: None unless at least two rows are compared.
+    p_value: float | None  # paired t-test against ``versus``; None for the baseline itself or < 2 pairs
+    #: ``p_value`` after Holm's correction over every test of this dataset and metric; None unless there are two.
     p_holm: float | None = None
     #: Per-user bootstrap interval (:func:`bootstrap_interval`) of a single-seed cell whose run kept its ranks.
     interval: tuple[float, float] | None = None
+    #: The row ``p_value`` compares against (the table's baseline, or the row's own ``versus``); None if untested.
+    versus: str | None = None
 
     @property
     def relative_to_paper(self) -> float | None:
@@ -196,7 +197,7 @@ class Cell:
 
 def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
               paper: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-              metrics: Sequence[str] = TABLE_METRICS) -> list[Cell]:
+              metrics: Sequence[str] = TABLE_METRICS, versus: Mapping[str, str] | None = None) -> list[Cell]:
     """One :class:`Cell` per (dataset, row, metric) present in ``results``, in first-seen order.
 
     Args:
@@ -204,7 +205,9 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
         baseline: Row name the paired t-test compares every other row against (by common seeds).
         paper: ``paper[row][dataset][metric]``: the paper's numbers, where it has them.
         metrics: Metric names to tabulate.
+        versus: ``versus[row]``: the row that row is tested against instead of ``baseline``.
     """
+    versus = versus or {}
     paper = paper or {}
     by_key: dict[tuple[str, str], dict[int, RunResult]] = {}
     for result in results:
@@ -214,7 +217,8 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
         runs[result.seed] = result
     cells = []
     for (dataset, row), runs in by_key.items():
-        base = by_key.get((dataset, baseline)) if baseline is not None and row != baseline else None
+        against = versus.get(row, baseline)
+        base = by_key.get((dataset, against)) if against is not None and row != against else None
         for metric in metrics:
             seeds = tuple(sorted(runs))
             values = [_metric(runs[s], metric) for s in seeds]
@@ -228,7 +232,8 @@ def summarize(results: Iterable[RunResult], *, baseline: str | None = None,
             counts = runs[seeds[0]].rank_counts if len(seeds) == 1 else None
             cells.append(Cell(dataset, row, metric, seeds, mean, std,
                               paper.get(row, {}).get(dataset, {}).get(metric), p_value,
-                              interval=None if counts is None else bootstrap_interval(counts, metric)))
+                              interval=None if counts is None else bootstrap_interval(counts, metric),
+                              versus=against if base is not None else None))
     return holm_corrected(cells)
 
 
@@ -244,8 +249,8 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
 
 
 def holm_corrected(cells: Sequence[Cell]) -> list[Cell]:
-    """``cells`` with ``p_holm`` set wherever several rows of a dataset are tested against the baseline on one
-    metric (the family is those rows' tests)."""
+    """``cells`` with ``p_holm`` set wherever a dataset has several tests on one metric (the family is those
+    tests, whichever row each compares against)."""
     families: dict[tuple[str, str], list[int]] = {}
     for index, cell in enumerate(cells):
         if cell.p_value is not None:
@@ -280,7 +285,7 @@ def protocol_line(results: Iterable[RunResult], dataset: str) -> str:
     return "; ".join(f"{k}={' | '.join(sorted(v))}" for k, v in values.items())
 
 
-def format_cell(cell: Cell) -> str:
+def format_cell(cell: Cell, baseline: str | None = None) -> str:
     # One seed has no spread to show; "± 0.0000" would read as a measured zero variance.
     text = f"{cell.mean:.4f} ± {cell.std:.4f}" if len(cell.seeds) > 1 else f"{cell.mean:.4f}"
     if cell.interval is not None:
@@ -288,7 +293,7 @@ def format_cell(cell: Cell) -> str:
     if cell.paper is not None:
         text += f" (paper {cell.paper:.4f}, {cell.relative_to_paper:+.1%})"
     if cell.p_value is not None:
-        text += f" p={cell.p_value:.3g}"
+        text += f" p={cell.p_value:.3g}" + (f" vs {cell.versus}" if cell.versus != baseline else "")
     if cell.p_holm is not None:
         text += f" (Holm {cell.p_holm:.3g})"
     return text
@@ -335,10 +340,14 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
-    if baseline is not None:
-        lines += [f"p: two-sided paired t-test (by seed) against the {baseline!r} row"
-                  + ("; Holm: the same p after Holm's correction over every row tested against it on that dataset "
-                     "and metric." if any(c.p_holm is not None for c in cells) else "."), ""]
+    tested = [c for c in cells if c.p_value is not None]
+    if tested:
+        own = any(c.versus != baseline for c in tested)
+        against = (f"against the {baseline!r} row" + (", or the row named after it ('p=… vs X')" if own else "")
+                   if baseline is not None else "against the row named after it ('p=… vs X')")
+        lines += [f"p: two-sided paired t-test (by seed) {against}"
+                  + ("; Holm: the same p after Holm's correction over every test on that dataset and metric."
+                     if any(c.p_holm is not None for c in cells) else "."), ""]
     if any(c.interval is not None for c in cells):
         lines += [f"[a, b]: {BOOTSTRAP_LEVEL:.0%} per-user bootstrap interval of a single-seed cell "
                   f"({BOOTSTRAP_RESAMPLES:,} resamples of the users; the spread over users, not over seeds).", ""]
@@ -351,7 +360,7 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
             by_metric = {c.metric: c for c in cells if c.dataset == dataset and c.row == row}
             seeds = next(iter(by_metric.values())).seeds
             lines.append(f"| {row} | {len(seeds)} | "
-                         + " | ".join(format_cell(by_metric[m]) for m in metrics) + " |")
+                         + " | ".join(format_cell(by_metric[m], baseline) for m in metrics) + " |")
         skipped = [r for r in not_run if r.dataset == dataset]
         for r in skipped:
             lines.append(f"| {r.row} | 0 | " + " | ".join(
@@ -371,7 +380,7 @@ def to_csv(cells: Sequence[Cell]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["dataset", "row", "metric", "n", "seeds", "mean", "std", "paper", "relative_to_paper",
-                     "p_value", "p_holm", "ci_low", "ci_high"])
+                     "p_value", "p_holm", "ci_low", "ci_high", "versus"])
     for c in cells:
         writer.writerow([c.dataset, c.row, c.metric, len(c.seeds), " ".join(map(str, c.seeds)), f"{c.mean:.6f}",
                          f"{c.std:.6f}", "" if c.paper is None else c.paper,
@@ -379,5 +388,5 @@ def to_csv(cells: Sequence[Cell]) -> str:
                          "" if c.p_value is None else f"{c.p_value:.6g}",
                          "" if c.p_holm is None else f"{c.p_holm:.6g}",
                          "" if c.interval is None else f"{c.interval[0]:.6f}",
-                         "" if c.interval is None else f"{c.interval[1]:.6f}"])
+                         "" if c.interval is None else f"{c.interval[1]:.6f}", c.versus or ""])
     return out.getvalue()
