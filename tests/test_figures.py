@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from sracl_lightning.experiments.figures import curves, metrics_by_length, sensitivity, sparse, top_ranks
+from sracl_lightning.experiments.figures import (
+    curves,
+    metrics_by_length,
+    plug_and_play,
+    sensitivity,
+    sparse,
+    top_ranks,
+)
 from sracl_lightning.experiments.tables import RunResult, summarize, to_csv
 from sracl_lightning.methods.module import SRACLModule
 from sracl_lightning.training.datamodule import SeqRecDataModule
@@ -88,6 +95,36 @@ def test_sensitivity_figure_from_a_runner_table(tmp_path):
     table.write_text(table.read_text().replace("α = 0.05", "alpha five"))
     with pytest.raises(ValueError, match="does not end in '= <value>'"):
         sensitivity(str(table), output=str(out))
+
+
+@pytest.mark.unit
+def test_plug_and_play_figure_pairs_each_row_with_its_versus_row(tmp_path):
+    def run(row: str, seed: int, hr: float) -> RunResult:
+        return RunResult("office", row, seed, {"hr@20": hr + 0.001 * seed, "ndcg@20": hr / 2})
+
+    results = [run("GRU4Rec", s, 0.12) for s in (0, 1, 2)] + [run("GRU4Rec + SRA-CL", s, 0.13) for s in (0, 1)]
+    results += [run("SASRec", s, 0.15) for s in (0, 1, 2)] + [run("SASRec + SRA-CL", s, 0.16 + 0.001 * (s == 1))
+                                                            for s in (0, 1, 2)]
+    table = tmp_path / "results.csv"
+    versus = {"GRU4Rec + SRA-CL": "GRU4Rec", "SASRec + SRA-CL": "SASRec"}
+    table.write_text(to_csv(summarize(results, metrics=("hr@20", "ndcg@20"), versus=versus)))
+    out = tmp_path / "fig3"
+    drawn = plug_and_play(str(table), output=str(out))
+    gru, sas = drawn["office"]["hr@20"]
+    assert (gru["backbone"], gru["row"]) == ("GRU4Rec", "GRU4Rec + SRA-CL")
+    assert gru["without"][0] == pytest.approx(0.121) and gru["with"][0] == pytest.approx(0.1305)
+    assert gru["without"][2] == 3 and gru["with"][2] == 2 and gru["change"] == pytest.approx(0.1305 / 0.121 - 1)
+    assert sas["p"] is not None and sas["p_corrected"], "two tests on one metric: Holm's p is shown"
+    assert_png(out.with_suffix(".png"))
+    assert json.loads(out.with_suffix(".json").read_text())["office"]["ndcg@20"][0]["backbone"] == "GRU4Rec"
+    table.write_text(to_csv(summarize(results, metrics=("hr@20", "ndcg@20"), baseline="GRU4Rec")).replace(
+        "GRU4Rec", "X"))
+    with pytest.raises(ValueError, match="no row tested against another row"):
+        plug_and_play(str(table), output=str(out), metrics=("mrr@10",))
+    old = "\n".join(",".join(line.split(",")[:-1]) for line in table.read_text().splitlines())
+    table.write_text(old)
+    with pytest.raises(ValueError, match="no 'versus' column"):
+        plug_and_play(str(table), output=str(out))
 
 
 @pytest.mark.integration

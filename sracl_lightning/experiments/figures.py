@@ -1,4 +1,5 @@
-"""Figures as PNG: sparse-user groups (paper Fig. 5), sensitivity curves (Fig. 4) and training curves.
+"""Figures as PNG: sparse-user groups (paper Fig. 5), sensitivity curves (Fig. 4), plug-and-play bars (Fig. 3) and
+training curves.
 
     # Fig. 5: metrics per user group (sequence length < 7, 7-10, > 10), one bar per checkpoint
     python -m sracl_lightning.experiments.figures sparse --checkpoints [A.ckpt,B.ckpt] --labels [w/o CL,SRA-CL] \
@@ -9,11 +10,14 @@
     # Fig. 4: a sweep is a table whose rows are parameter values (configs/tables/sensitivity_*.yaml), then
     python -m sracl_lightning.experiments.figures sensitivity --results_csv runs/tables/sensitivity_alpha/results.csv \
         --output fig4_alpha
+    # Fig. 3: each backbone with and without SRA-CL, from the runner's table (rows with a 'versus')
+    python -m sracl_lightning.experiments.figures plug_and_play --results_csv docs/results/plug_and_play_office.csv \
+        --output docs/results/plug_and_play_office
     # training curves from a run's CSV log
     python -m sracl_lightning.experiments.figures curves --metrics_csv runs/beauty/csv/version_0/metrics.csv \
         --output curves_beauty
 
-Each command writes ``<output>.png`` and, for the first two, the plotted numbers as ``<output>.json``.
+Each command writes ``<output>.png`` and, but for ``curves``, the plotted numbers as ``<output>.json``.
 """
 
 from __future__ import annotations
@@ -270,6 +274,55 @@ def sensitivity(results_csv: str, output: str = "sensitivity", metrics: tuple[st
     return curves
 
 
+# ------------------------------------------------------------------------------------------------ plug and play
+def plug_and_play(results_csv: str, output: str = "plug_and_play",
+                  metrics: tuple[str, ...] = ("hr@20", "ndcg@20")) -> dict:
+    """Fig. 3: each row tested against its own row (the runner's CSV ``versus`` column, e.g. ``GRU4Rec + SRA-CL``
+    against ``GRU4Rec``) as a pair of bars, mean ± std over seeds, labelled with the relative change and the paired
+    p (Holm-corrected where the table corrected it). One panel per (dataset, metric)."""
+    with Path(results_csv).open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "versus" not in rows[0]:
+        raise ValueError(f"{results_csv}: no 'versus' column (a table written before the runner recorded which row "
+                         "each row is tested against): rebuild it with the runner's --table_only true")
+    cells = {(r["dataset"], r["row"], r["metric"]): r for r in rows}
+    pairs: dict[str, dict[str, list[dict]]] = {}
+    for r in rows:
+        if r["versus"] and r["metric"] in metrics:
+            base = cells[(r["dataset"], r["versus"], r["metric"])]
+            p = r["p_holm"] or r["p_value"]
+            pairs.setdefault(r["dataset"], {}).setdefault(r["metric"], []).append({
+                "backbone": r["versus"], "row": r["row"],
+                "without": [float(base["mean"]), float(base["std"]), int(base["n"])],
+                "with": [float(r["mean"]), float(r["std"]), int(r["n"])],
+                "change": float(r["mean"]) / float(base["mean"]) - 1, "p": float(p) if p else None,
+                "p_corrected": bool(r["p_holm"])})
+    if not pairs:
+        raise ValueError(f"{results_csv}: no row tested against another row on {list(metrics)} (a table spec's "
+                         "'versus')")
+    panels = [(dataset, metric) for dataset, by_metric in pairs.items() for metric in by_metric]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (dataset, metric) in zip(axes[0], panels, strict=True):
+        drawn = pairs[dataset][metric]
+        xs = range(len(drawn))
+        for offset, side, label in ((-0.2, "without", "without"), (0.2, "with", "with SRA-CL")):
+            ax.bar([x + offset for x in xs], [d[side][0] for d in drawn], width=0.4, yerr=[d[side][1] for d in drawn],
+                   capsize=3, label=label)
+        for x, d in zip(xs, drawn, strict=True):
+            p = "" if d["p"] is None else f"\np={d['p']:.2g}" + (" (Holm)" if d["p_corrected"] else "")
+            top = max(d["with"][0] + d["with"][1], d["without"][0] + d["without"][1])
+            ax.annotate(f"{d['change']:+.1%}{p}", (x, top), ha="center", va="bottom", fontsize=8,
+                        xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(list(xs), [f"{d['backbone']}\n(n={min(d['with'][2], d['without'][2])})" for d in drawn])
+        ax.set_title(f"{dataset}: {metric.upper()}")
+        ax.margins(y=0.2)
+    axes[0][0].legend(loc="lower right")
+    path = _save(fig, Path(output).with_suffix(".png"))
+    atomic_write_text(Path(output).with_suffix(".json"), json.dumps(pairs, indent=2) + "\n")
+    log.info(f"wrote {path}")
+    return pairs
+
+
 # ---------------------------------------------------------------------------------------------------- curves
 def curves(metrics_csv: str, output: str = "curves", columns: tuple[str, ...] = ("val/mrr@10", "val/ndcg@20",
                                                                                   "train/loss_epoch")) -> Path:
@@ -306,5 +359,5 @@ if __name__ == "__main__":
     from sracl_lightning.training.cli_errors import show_package_logs
 
     show_package_logs()
-    auto_cli({"sparse": sparse, "top_ranks": top_ranks, "sensitivity": sensitivity, "curves": curves},
-             as_positional=False)
+    auto_cli({"sparse": sparse, "top_ranks": top_ranks, "sensitivity": sensitivity, "plug_and_play": plug_and_play,
+              "curves": curves}, as_positional=False)
