@@ -278,30 +278,45 @@ def sensitivity(results_csv: str, output: str = "sensitivity", metrics: tuple[st
 def plug_and_play(results_csv: str, output: str = "plug_and_play",
                   metrics: tuple[str, ...] = ("hr@20", "ndcg@20")) -> dict:
     """Fig. 3: each row tested against its own row (the runner's CSV ``versus`` column, e.g. ``GRU4Rec + SRA-CL``
-    against ``GRU4Rec``) as a pair of bars, mean ± std over seeds, labelled with the relative change and the paired
-    p (Holm-corrected where the table corrected it). One panel per (dataset, metric)."""
-    with Path(results_csv).open(encoding="utf-8") as f:
+    against ``GRU4Rec``) as a pair of bars, labelled with the relative change and the paired p (Holm-corrected
+    where the table corrected it). One panel per (dataset, metric).
+
+    Both bars are the mean ± std over the seeds the two rows share, as the paired test is (the per-seed numbers come
+    from the ``.runs.jsonl`` the runner writes beside the CSV), so a row with fewer seeds is not compared with its
+    partner's mean over other seeds."""
+    csv_path = Path(results_csv)
+    records_path = csv_path.with_suffix(".runs.jsonl")
+    with csv_path.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if rows and "versus" not in rows[0]:
         raise ValueError(f"{results_csv}: no 'versus' column (a table written before the runner recorded which row "
                          "each row is tested against): rebuild it with the runner's --table_only true")
-    cells = {(r["dataset"], r["row"], r["metric"]): r for r in rows}
+    if not records_path.is_file():
+        raise FileNotFoundError(f"{records_path}: the run records the runner writes beside {csv_path.name} (the "
+                                "per-seed numbers) are missing")
+    values: dict[tuple[str, str, str], dict[int, float]] = {}
+    for line in records_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        for metric, value in record["metrics"].items():
+            values.setdefault((record["dataset"], record["row"], metric), {})[int(record["seed"])] = float(value)
     pairs: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        if r["versus"] and r["metric"] in metrics:
-            base = cells[(r["dataset"], r["versus"], r["metric"])]
-            p = r["p_holm"] or r["p_value"]
-            pairs.setdefault(r["dataset"], {}).setdefault(r["metric"], []).append({
-                "backbone": r["versus"], "row": r["row"],
-                "without": [float(base["mean"]), float(base["std"]), int(base["n"])],
-                "with": [float(r["mean"]), float(r["std"]), int(r["n"])],
-                "change": float(r["mean"]) / float(base["mean"]) - 1, "p": float(p) if p else None,
-                "p_corrected": bool(r["p_holm"])})
+        if not r["versus"] or r["metric"] not in metrics:
+            continue
+        ours, theirs = (values.get((r["dataset"], row, r["metric"]), {}) for row in (r["row"], r["versus"]))
+        seeds = sorted(set(ours) & set(theirs))
+        if not seeds:
+            continue
+        without, with_ = mean_std([theirs[s] for s in seeds]), mean_std([ours[s] for s in seeds])
+        p = r["p_holm"] or r["p_value"]
+        pairs.setdefault(r["dataset"], {}).setdefault(r["metric"], []).append({
+            "backbone": r["versus"], "row": r["row"], "seeds": seeds, "without": list(without), "with": list(with_),
+            "change": with_[0] / without[0] - 1, "p": float(p) if p else None, "p_corrected": bool(r["p_holm"])})
     if not pairs:
-        raise ValueError(f"{results_csv}: no row tested against another row on {list(metrics)} (a table spec's "
-                         "'versus')")
+        raise ValueError(f"{results_csv}: no row tested against another row, with a seed in common, on "
+                         f"{list(metrics)} (a table spec's 'versus')")
     panels = [(dataset, metric) for dataset, by_metric in pairs.items() for metric in by_metric]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for ax, (dataset, metric) in zip(axes[0], panels, strict=True):
         drawn = pairs[dataset][metric]
         xs = range(len(drawn))
@@ -313,11 +328,11 @@ def plug_and_play(results_csv: str, output: str = "plug_and_play",
             top = max(d["with"][0] + d["with"][1], d["without"][0] + d["without"][1])
             ax.annotate(f"{d['change']:+.1%}{p}", (x, top), ha="center", va="bottom", fontsize=8,
                         xytext=(0, 2), textcoords="offset points")
-        ax.set_xticks(list(xs), [f"{d['backbone']}\n(n={min(d['with'][2], d['without'][2])})" for d in drawn])
+        ax.set_xticks(list(xs), [f"{d['backbone']}\n({len(d['seeds'])} seeds)" for d in drawn])
         ax.set_title(f"{dataset}: {metric.upper()}")
-        ax.margins(y=0.2)
-    axes[0][0].legend(loc="lower right")
-    path = _save(fig, Path(output).with_suffix(".png"))
+        ax.margins(y=0.25)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=2, frameon=False)
+    path = _save(fig, Path(output).with_suffix(".png"), rect=(0, 0, 1, 0.93))
     atomic_write_text(Path(output).with_suffix(".json"), json.dumps(pairs, indent=2) + "\n")
     log.info(f"wrote {path}")
     return pairs
@@ -343,9 +358,10 @@ def curves(metrics_csv: str, output: str = "curves", columns: tuple[str, ...] = 
     return path
 
 
-def _save(fig, path: Path) -> Path:
-    """Save atomically (temporary file, then rename) and close the figure."""
-    fig.tight_layout()
+def _save(fig, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """Save atomically (temporary file, then rename) and close the figure; ``rect``: the area ``tight_layout`` fills
+    (room for a figure legend)."""
+    fig.tight_layout(rect=rect)
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     finally:
