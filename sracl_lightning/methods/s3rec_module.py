@@ -135,4 +135,4 @@ class S3RecModule(SRACLModule):
         if callback is None or not callback.save_last or self.trainer.fast_dev_run or callback.dirpath is None:
             return
         last = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-        self.trainer.save_checkpoint(Path(callback.dirpath) / last)
+        self.trainer.save_checkpoint(Path(callback.dirpath) / last, weights_only=False)  # a full, resumable one
