@@ -310,6 +310,15 @@ def test_table_specs_are_checked_and_every_shipped_one_plans(project):
     bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: 3}\n")
     with pytest.raises(ValueError, match=r"rows\[0\].note must be text"):
         load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nfar_from_paper: 3\nrows:\n  - {name: a, configs: []}\n")
+    with pytest.raises(ValueError, match=r"far_from_paper must be a fraction between 0 and 1"):
+        load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nfar_from_papr: 0.03\nrows:\n  - {name: a, configs: []}\n")
+    with pytest.raises(ValueError, match=r"unknown fields \['far_from_papr'\]"):
+        load_table_spec(bad)
+    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: {office: 3}}\n")
+    with pytest.raises(ValueError, match=r"rows\[0\].note must be text"):
+        load_table_spec(bad)
     bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], versus: b}\n")
     with pytest.raises(ValueError, match=r"rows\[0\].versus 'b' must name another row, one of \['a'\]"):
         load_table_spec(bad)

@@ -203,6 +203,11 @@ def test_rows_far_from_the_paper_get_their_note_and_the_others_none():
     # Nothing far: no section.
     near = summarize(results[:4], baseline="w/o CL", paper={"A": {"beauty": {"hr@20": 0.1}}})
     assert "Far from the paper" not in to_markdown(near, results[:4], title="T", notes={"A": "x"})
+    # A table's own threshold (the main table asks w/o CL within 3 %), and a note per dataset.
+    strict = to_markdown(cells, results, title="T", baseline="w/o CL", far_from_paper=0.03,
+                         notes={"B": {"beauty": "B's reason on beauty", "office": "not this one"}})
+    assert "Far from the paper (more than 3% either way):" in strict
+    assert "- B: +4.0% from the paper (HR@20). B's reason on beauty." in strict and "not this one" not in strict
 
 
 def test_bootstrap_intervals_of_single_seed_cells_by_hand(tmp_path):

@@ -46,7 +46,8 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
                for row in spec.rows if row.not_run is not None and (row.only is None or dataset in row.only)]
     markdown = to_markdown(cells, results, title=spec.title, baseline=spec.baseline, metrics=spec.metrics,
                            command=command, not_run=not_run,
-                           notes={row.name: row.note for row in spec.rows if row.note})
+                           notes={row.name: row.note for row in spec.rows if row.note},
+                           far_from_paper=spec.far_from_paper)
     times = [record.seconds for record in finished.values() if record.seconds is not None]
     if not times:
         wall = "no time in their records"

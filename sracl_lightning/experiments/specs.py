@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from sracl_lightning.experiments.tables import (
+    FAR_FROM_PAPER,
     TABLE_METRICS,
 )
 
@@ -25,9 +26,10 @@ class RowSpec:
     only: tuple[str, ...] | None = None
     paper: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # paper[dataset][metric]
     not_run: str | None = None  # why this row cannot be trained here; shown in the table instead of numbers
-    #: Why this row may differ from the paper's numbers (a protocol difference, say); printed under a dataset's table
-    #: where one of the row's cells is more than :data:`~sracl_lightning.experiments.tables.FAR_FROM_PAPER` off.
-    note: str | None = None
+    #: Why this row may differ from the paper's numbers (a protocol difference, say), for every dataset or per
+    #: dataset (``{office: ...}``); printed under a dataset's table where one of the row's cells is further than the
+    #: table's ``far_from_paper`` from the paper's number.
+    note: str | Mapping[str, str] | None = None
     #: The row this row's paired t-test compares against, where it is not the table's baseline (Fig. 3: each
     #: backbone with SRA-CL against the same backbone without).
     versus: str | None = None
@@ -41,6 +43,8 @@ class TableSpec:
     datasets: tuple[str, ...]
     baseline: str | None = None
     metrics: tuple[str, ...] = TABLE_METRICS
+    #: A cell further than this from the paper's number (relative, either way) gets its row's note under the table.
+    far_from_paper: float = FAR_FROM_PAPER
 
 
 def load_table_spec(path: str | Path) -> TableSpec:
@@ -52,6 +56,11 @@ def load_table_spec(path: str | Path) -> TableSpec:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping with 'title', 'datasets' and 'rows'")
+
+    unknown = set(raw) - {"title", "datasets", "baseline", "metrics", "rows", "far_from_paper"}
+    if unknown:
+        raise ValueError(f"{path}: unknown fields {sorted(unknown)} (a table has title, datasets, rows, and optionally "
+                         "baseline, metrics and far_from_paper)")
 
     def need(obj: dict, key: str, kind: type, where: str):
         if key not in obj:
@@ -76,8 +85,14 @@ def load_table_spec(path: str | Path) -> TableSpec:
         if not_run is not None and (not isinstance(not_run, str) or not not_run.strip()):
             raise ValueError(f"{path}: {where}.not_run must be the reason the row is not run, as text")
         note = row.get("note")
-        if note is not None and (not isinstance(note, str) or not note.strip()):
-            raise ValueError(f"{path}: {where}.note must be text (why the row may differ from the paper)")
+        texts = note.values() if isinstance(note, dict) else [note]
+        if note is not None and not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"{path}: {where}.note must be text (why the row may differ from the paper), or map "
+                             "datasets to such text")
+        if isinstance(note, dict):
+            note = {str(dataset): " ".join(text.split()) for dataset, text in note.items()}
+        elif note is not None:
+            note = " ".join(note.split())
         if not_run is not None and row.get("configs"):
             raise ValueError(f"{path}: {where} has both configs and not_run; a row is run or says why not")
         rows.append(RowSpec(name=str(need(row, "name", str, where)),
@@ -85,7 +100,7 @@ def load_table_spec(path: str | Path) -> TableSpec:
                             args=tuple(str(a) for a in row.get("args") or ()),
                             only=tuple(row["only"]) if row.get("only") is not None else None,
                             paper=paper, not_run=" ".join(not_run.split()) if not_run else None,
-                            note=" ".join(note.split()) if note else None,
+                            note=note,
                             versus=None if row.get("versus") is None else str(row["versus"])))
     names = [r.name for r in rows]
     if len(set(names)) != len(names):
@@ -96,9 +111,12 @@ def load_table_spec(path: str | Path) -> TableSpec:
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in names:
         raise ValueError(f"{path}: baseline {baseline!r} is not one of the rows {names}")
+    far = raw.get("far_from_paper", FAR_FROM_PAPER)
+    if isinstance(far, bool) or not isinstance(far, int | float) or not 0 < far < 1:
+        raise ValueError(f"{path}: far_from_paper must be a fraction between 0 and 1 (0.03: 3 %), got {far!r}")
     return TableSpec(name=path.stem, title=str(need(raw, "title", str, "the table")), rows=tuple(rows),
                      datasets=tuple(need(raw, "datasets", list, "the table")), baseline=baseline,
-                     metrics=tuple(raw.get("metrics") or TABLE_METRICS))
+                     metrics=tuple(raw.get("metrics") or TABLE_METRICS), far_from_paper=float(far))
 
 
 def slug(name: str) -> str:

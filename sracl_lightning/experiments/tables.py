@@ -303,19 +303,22 @@ def format_cell(cell: Cell, baseline: str | None = None) -> str:
 FAR_FROM_PAPER = 0.10
 
 
-def far_from_paper_lines(cells: Sequence[Cell], notes: Mapping[str, str]) -> list[str]:
-    """One line per row with a cell more than :data:`FAR_FROM_PAPER` from the paper: the range of its differences
-    and its note (or that none explains it). ``cells`` are one dataset's."""
+def far_from_paper_lines(cells: Sequence[Cell], notes: Mapping[str, str | Mapping[str, str]],
+                         threshold: float = FAR_FROM_PAPER) -> list[str]:
+    """One line per row with a cell more than ``threshold`` from the paper: the range of its differences and its
+    note (a row's note, or its note for this dataset; or that none explains it). ``cells`` are one dataset's."""
     lines = []
     for row in dict.fromkeys(c.row for c in cells):
         far = [c for c in cells if c.row == row and c.relative_to_paper is not None
-               and abs(c.relative_to_paper) > FAR_FROM_PAPER]
+               and abs(c.relative_to_paper) > threshold]
         if not far:
             continue
         gaps = sorted(c.relative_to_paper for c in far)
         span = f"{gaps[0]:+.1%}" if len(gaps) == 1 else f"{gaps[0]:+.1%} to {gaps[-1]:+.1%}"
         metrics = ", ".join(c.metric.upper() for c in far)
-        reason = notes.get(row) or "No protocol difference known to explain it"
+        note = notes.get(row)
+        reason = (note.get(far[0].dataset) if isinstance(note, Mapping) else note) or \
+            "No protocol difference known to explain it"
         lines.append(f"{row}: {span} from the paper ({metrics}). {reason.rstrip('.')}.")
     return lines
 
@@ -332,11 +335,12 @@ class NotRunRow:
 
 def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: str, baseline: str | None = None,
                 metrics: Sequence[str] = TABLE_METRICS, command: str | None = None,
-                not_run: Sequence[NotRunRow] = (), notes: Mapping[str, str] | None = None) -> str:
+                not_run: Sequence[NotRunRow] = (), notes: Mapping[str, str | Mapping[str, str]] | None = None,
+                far_from_paper: float = FAR_FROM_PAPER) -> str:
     """A Markdown section per dataset: mean ± std over seeds (paper, relative difference) and p vs ``baseline``;
     ``command``, when given, is stated under the title; ``not_run`` rows show the paper's numbers and why they
     were not run (never another row's numbers). Under each dataset's table, every row with a cell more than
-    :data:`FAR_FROM_PAPER` from the paper gets a line with its ``notes`` entry (:func:`far_from_paper_lines`)."""
+    ``far_from_paper`` from the paper gets a line with its ``notes`` entry (:func:`far_from_paper_lines`)."""
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
@@ -367,10 +371,11 @@ def to_markdown(cells: Sequence[Cell], results: Sequence[RunResult], *, title: s
                 "not run" + (f" (paper {r.paper[m]:.4f})" if m in r.paper else "") for m in metrics) + " |")
         if skipped:
             lines += [""] + [f"{r.row}: not run: {r.reason}." for r in skipped]
-        far = far_from_paper_lines([c for c in cells if c.dataset == dataset and c.metric in metrics], notes or {})
+        far = far_from_paper_lines([c for c in cells if c.dataset == dataset and c.metric in metrics], notes or {},
+                                   far_from_paper)
         if far:
             lines += ["", "Far from the paper (more than "
-                      f"{FAR_FROM_PAPER:.0%} either way):", ""] + [f"- {line}" for line in far]
+                      f"{far_from_paper:.0%} either way):", ""] + [f"- {line}" for line in far]
         lines.append("")
     return "\n".join(lines)
 
