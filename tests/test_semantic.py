@@ -105,6 +105,15 @@ def test_builds_every_artefact_with_the_documented_shapes(fresh_build, stage_arg
     assert report["item_text"]["num_items"] == n
     assert set(report["steps"]) == {"prepare", "item_embeddings", "item_neighbours", "user_embeddings",
                                     "user_neighbours"}
+    # The pools' own-user share, by brute force over every anchor and neighbour.
+    users, positions = stage.prefix_users, stage.prefix_positions
+    pools = tables.user_neighbours.numpy()
+    same = [[users[j] == users[i] for j in pools[i]] for i in range(p)]
+    later = [[users[j] == users[i] and positions[j] > positions[i] for j in pools[i]] for i in range(p)]
+    assert report["user_pool_same_user"] == {"top5": {
+        "same_user": round(float(np.mean(same)), 4), "holding_target": round(float(np.mean(later)), 4),
+        "anchors_with_one_holding_target": round(float(np.mean([any(row) for row in later])), 4)}}
+    assert 0 < report["user_pool_same_user"]["top5"]["same_user"] < 1, "the synthetic pools mix users"
     manifest = read_manifest(stage.out / "item_embeddings.npy")
     assert manifest["params"]["encoder"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert manifest["params"]["text_source"]["llm"] == {"backend": "none"}

@@ -11,7 +11,9 @@ For one converted dataset it writes, under ``<data_root>/<name>/semantic/<profil
   row 0 is ``-1`` so that an accidental lookup of the padding item fails loudly;
 * ``user_neighbours.npy``: ``(P, K)`` int32, the K most similar prefixes of each prefix, as *rows* of the tables
   above (best first);
-* ``report.json``: what was built, wall time per step, peak RSS, ANN recall where an ANN index was used.
+* ``report.json``: what was built, wall time per step, peak RSS, ANN recall where an ANN index was used, and how
+  much of the user pools is the anchor's own user (``user_pool_same_user``: its other prefixes, and its later
+  ones, which hold the anchor's target item; docs/method.md D17, D18).
 
 Every array has a manifest (:mod:`sracl_lightning.datasets.manifest`) whose key chains the keys of its inputs, so
 changing the LLM, a template, the encoder, the pooling, k or an exclusion rule rebuilds exactly what depends on it. LLM
@@ -402,7 +404,8 @@ class SemanticStage:
         items = self._timed("item_embeddings", self.item_embeddings)
         self._timed("item_neighbours", lambda: self.item_neighbours(items))
         users = self._timed("user_embeddings", lambda: self.user_embeddings(items))
-        self._timed("user_neighbours", lambda: self.user_neighbours(users))
+        pools = self._timed("user_neighbours", lambda: self.user_neighbours(users))
+        self.report["user_pool_same_user"] = same_user_share(pools, self.prefix_users, self.prefix_positions)
         self.report.update({
             "num_items": int(self.stats["num_items"]), "num_prefixes": int(len(self.prefix_positions)),
             "embedding_dim": int(items.shape[1]), "pool_size": self.pool_size, "index": self.index,
@@ -421,3 +424,22 @@ class SemanticStage:
         self.report["steps"][step] = seconds
         log.info(f"[semantic] {step}: {seconds:.1f} s")
         return result
+
+
+def same_user_share(pools: np.ndarray, users: np.ndarray, positions: np.ndarray,
+                    ks: tuple[int, ...] = (10,)) -> dict[str, dict[str, float]]:
+    """How much of each prefix's user pool is its own user: per cut-off k (and the whole pool), the share of the
+    (P, K) ``pools`` entries that are the anchor user's other prefixes, the share that are its *later* prefixes (they
+    hold the anchor's own target item), and the share of anchors with at least one of those. ``users`` and
+    ``positions``: (P,) each prefix's user and flat target position. Entries < 0 (no neighbour) count as others."""
+    out = {}
+    for k in sorted({*(k for k in ks if k < pools.shape[1]), pools.shape[1]}):
+        table = pools[:, :k]
+        valid = table >= 0
+        rows = np.where(valid, table, 0)
+        same = valid & (users[rows] == users[:, None])  # (P, k)
+        later = same & (positions[rows] > positions[:, None])
+        out[f"top{k}"] = {"same_user": round(float(same.mean()), 4), "holding_target": round(float(later.mean()), 4),
+                          "anchors_with_one_holding_target": round(float(later.any(1).mean()), 4)}
+    return out
+
