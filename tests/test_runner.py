@@ -296,32 +296,25 @@ def test_parallel_jobs_and_failures_are_reported(project):
     assert "Not finished: toy/Broken/seed 1, toy/Broken/seed 2." in md.read_text()
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    ("rows:\n  - name: a\n", r"bad.yaml: rows\[0\] has no 'configs'"),
+    ("baseline: nope\nrows:\n  - {name: a, configs: []}\n", "baseline 'nope' is not one of the rows"),
+    ("rows:\n  - {name: a, configs: [], colour: red}\n", r"rows\[0\] has unknown fields \['colour'\]"),
+    ("rows:\n  - {name: a, configs: [], note: 3}\n", r"rows\[0\].note must be text"),
+    ("rows:\n  - {name: a, configs: [], note: {office: 3}}\n", r"rows\[0\].note must be text"),
+    ("far_from_paper: 3\nrows:\n  - {name: a, configs: []}\n", "far_from_paper must be a fraction between 0 and 1"),
+    ("far_from_papr: 0.03\nrows:\n  - {name: a, configs: []}\n", r"unknown fields \['far_from_papr'\]"),
+    ("rows:\n  - {name: a, configs: [], versus: b}\n", r"rows\[0\].versus 'b' must name another row, one of \['a'\]"),
+], ids=["no-configs", "baseline", "row-field", "note", "note-per-dataset", "far-from-paper", "table-field", "versus"])
+def test_a_bad_table_spec_is_refused_naming_the_file_and_field(tmp_path, spec, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\ndatasets: [toy]\n" + spec)
+    with pytest.raises(ValueError, match=message):
+        load_table_spec(bad)
+
+
 def test_table_specs_are_checked_and_every_shipped_one_plans(project):
     bad = project / "bad.yaml"
-    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - name: a\n")
-    with pytest.raises(ValueError, match=r"bad.yaml: rows\[0\] has no 'configs'"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nbaseline: nope\nrows:\n  - {name: a, configs: []}\n")
-    with pytest.raises(ValueError, match="baseline 'nope' is not one of the rows"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], colour: red}\n")
-    with pytest.raises(ValueError, match="unknown fields"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: 3}\n")
-    with pytest.raises(ValueError, match=r"rows\[0\].note must be text"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nfar_from_paper: 3\nrows:\n  - {name: a, configs: []}\n")
-    with pytest.raises(ValueError, match=r"far_from_paper must be a fraction between 0 and 1"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nfar_from_papr: 0.03\nrows:\n  - {name: a, configs: []}\n")
-    with pytest.raises(ValueError, match=r"unknown fields \['far_from_papr'\]"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: {office: 3}}\n")
-    with pytest.raises(ValueError, match=r"rows\[0\].note must be text"):
-        load_table_spec(bad)
-    bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], versus: b}\n")
-    with pytest.raises(ValueError, match=r"rows\[0\].versus 'b' must name another row, one of \['a'\]"):
-        load_table_spec(bad)
     bad.write_text("title: x\ndatasets: [toy]\nrows:\n  - {name: a, configs: [], note: 'Masked  ranking.'}\n")
     assert load_table_spec(bad).rows[0].note == "Masked ranking."
     assert slug("w/o L_CS") == "wo_l_cs" and slug("DuoRec + SRA-CL") == "duorec_sra_cl"
