@@ -19,7 +19,7 @@ from sracl_lightning.datasets.sequences import Sequences
 from sracl_lightning.errors import DataMismatchError
 from sracl_lightning.semantic import stage as semantic_module
 from sracl_lightning.semantic.llm import SummaryBackend
-from sracl_lightning.semantic.stage import SemanticStage, item_raw_text
+from sracl_lightning.semantic.stage import SemanticStage, item_raw_text, same_user_share
 from sracl_lightning.semantic.tables import load_semantic_tables
 from sracl_lightning.training.datamodule import SeqRecDataModule
 from tests.conftest import REPO_ROOT, intra_op_threads, load_script
@@ -338,3 +338,15 @@ def test_cli_runs_the_stage(stage_args, capsys):
     args = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in stage_args.items()]
     assert _load_cli().main(args) == 0
     assert '"num_prefixes"' in capsys.readouterr().out
+
+
+@pytest.mark.unit
+def test_own_user_share_of_the_pools_by_hand():
+    # Prefixes 0-2 belong to user 0 (targets at flat positions 1, 2, 3), prefix 3 to user 1 (position 7).
+    users, positions = np.array([0, 0, 0, 1]), np.array([1, 2, 3, 7])
+    pools = np.array([[1, 3], [0, 2], [3, -1], [0, 1]])  # -1: no neighbour (counts as another user's)
+    # Own user: (0: 1), (1: 0, 2), (2: none), (3: none) -> 3 of 8; later ones: (0: 1), (1: 2) -> 2 of 8, anchors 0, 1.
+    assert same_user_share(pools, users, positions) == {
+        "top2": {"same_user": 0.375, "holding_target": 0.25, "anchors_with_one_holding_target": 0.5}}
+    top1 = same_user_share(pools, users, positions, ks=(1,))["top1"]
+    assert top1 == {"same_user": 0.5, "holding_target": 0.25, "anchors_with_one_holding_target": 0.25}
