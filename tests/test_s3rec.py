@@ -146,6 +146,10 @@ def test_a_run_stopped_during_pretraining_resumes_into_the_uninterrupted_run(tmp
         return {k: v.detach().clone() for k, v in cli.model.state_dict().items()}, timer.seconds
 
     uninterrupted, _ = fitted("uninterrupted")
+    # The pre-training checkpoints and the fine-tuning epoch share one last.ckpt: the last written is the epoch's.
+    (last,) = (tmp_path / "uninterrupted").rglob("last*.ckpt")
+    ended = torch.load(last, weights_only=True)
+    assert last.name == "last.ckpt" and ended["global_step"] > 0 and ended["s3rec_pretraining"] == {"epochs": 3}
     save = S3RecModule.save_pretraining_checkpoint
 
     def save_then_stop_after_two(module: S3RecModule) -> None:

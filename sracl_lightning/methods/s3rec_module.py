@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -129,10 +128,9 @@ class S3RecModule(SRACLModule):
         optimizer.zero_grad(set_to_none=True)
 
     def save_pretraining_checkpoint(self) -> None:
-        """Write the trainer's ``last.ckpt`` now (between pre-training epochs), where it keeps one: the run can
-        resume from here. Fine-tuning's first epoch end overwrites it."""
-        callback = self.trainer.checkpoint_callback
-        if callback is None or not callback.save_last or self.trainer.fast_dev_run or callback.dirpath is None:
-            return
-        last = f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
-        self.trainer.save_checkpoint(Path(callback.dirpath) / last, weights_only=False)  # a full, resumable one
+        """Have the trainer's checkpoint callback write ``last.ckpt`` now (between pre-training epochs), where it is
+        one that can (``EpochEndCheckpoint.save_last_now``, which train.py's CLI installs): the run can resume from
+        here, and the fine-tuning epochs overwrite the same file."""
+        save_last_now = getattr(self.trainer.checkpoint_callback, "save_last_now", None)
+        if save_last_now is not None:
+            save_last_now(self.trainer)

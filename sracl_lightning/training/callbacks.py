@@ -111,6 +111,12 @@ class EpochEndCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        self.save_last_now(trainer)
+
+    def save_last_now(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` now: at every training epoch's end, and between the epochs a module runs before
+        fitting (S3-Rec's pre-training). Through Lightning's own naming and ``last_model_path``, so the next write
+        overwrites the file instead of starting a ``last-v1.ckpt`` beside it."""
         skip = bool(trainer.fast_dev_run) or trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking
         if self.save_last and not skip:
             self._saving_epoch_end = True
