@@ -19,7 +19,8 @@ from sracl_lightning.datasets.sequences import Sequences
 from sracl_lightning.errors import DataMismatchError
 from sracl_lightning.semantic import stage as semantic_module
 from sracl_lightning.semantic.llm import SummaryBackend
-from sracl_lightning.semantic.stage import SemanticStage, item_raw_text, same_user_share
+from sracl_lightning.semantic.neighbours import same_user_share
+from sracl_lightning.semantic.stage import SemanticStage, item_raw_text
 from sracl_lightning.semantic.tables import load_semantic_tables
 from sracl_lightning.training.datamodule import SeqRecDataModule
 from tests.conftest import REPO_ROOT, intra_op_threads, load_script

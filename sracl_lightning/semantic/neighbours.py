@@ -377,6 +377,27 @@ def same_user_exclusion(user_of_row: np.ndarray) -> Exclusion:
     return exclude
 
 
+def same_user_share(pools: np.ndarray, users: np.ndarray, positions: np.ndarray,
+                    ks: tuple[int, ...] = (10,)) -> dict[str, dict[str, float]]:
+    """How much of each prefix's user pool is its own user (:func:`same_user_exclusion`'s rule): per cut-off k (and
+    the whole pool), the share of the (P, K) ``pools`` entries that are the anchor user's other prefixes, the share
+    that are its *later* prefixes (they hold the anchor's own target item), and the share of anchors with at least
+    one of those. ``users`` and ``positions``: (P,) each prefix's user and flat target position. Entries < 0 (no
+    neighbour) count as others."""
+    same_user = same_user_exclusion(users)
+    anchors = np.arange(len(pools))
+    out = {}
+    for k in sorted({*(k for k in ks if k < pools.shape[1]), pools.shape[1]}):
+        table = pools[:, :k]
+        valid = table >= 0
+        rows = np.where(valid, table, 0)
+        same = valid & same_user(anchors, rows)  # (P, k)
+        later = same & (positions[rows] > positions[:, None])
+        out[f"top{k}"] = {"same_user": round(float(same.mean()), 4), "holding_target": round(float(later.mean()), 4),
+                          "anchors_with_one_holding_target": round(float(later.any(1).mean()), 4)}
+    return out
+
+
 def leakage_exclusion(
     items: np.ndarray,
     offsets: np.ndarray,

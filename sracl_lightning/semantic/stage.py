@@ -61,6 +61,7 @@ from sracl_lightning.semantic.neighbours import (
     leakage_exclusion,
     nearest_neighbours,
     same_user_exclusion,
+    same_user_share,
 )
 from sracl_lightning.semantic.prompts import (
     PromptBuilder,
@@ -424,22 +425,3 @@ class SemanticStage:
         self.report["steps"][step] = seconds
         log.info(f"[semantic] {step}: {seconds:.1f} s")
         return result
-
-
-def same_user_share(pools: np.ndarray, users: np.ndarray, positions: np.ndarray,
-                    ks: tuple[int, ...] = (10,)) -> dict[str, dict[str, float]]:
-    """How much of each prefix's user pool is its own user: per cut-off k (and the whole pool), the share of the
-    (P, K) ``pools`` entries that are the anchor user's other prefixes, the share that are its *later* prefixes (they
-    hold the anchor's own target item), and the share of anchors with at least one of those. ``users`` and
-    ``positions``: (P,) each prefix's user and flat target position. Entries < 0 (no neighbour) count as others."""
-    out = {}
-    for k in sorted({*(k for k in ks if k < pools.shape[1]), pools.shape[1]}):
-        table = pools[:, :k]
-        valid = table >= 0
-        rows = np.where(valid, table, 0)
-        same = valid & (users[rows] == users[:, None])  # (P, k)
-        later = same & (positions[rows] > positions[:, None])
-        out[f"top{k}"] = {"same_user": round(float(same.mean()), 4), "holding_target": round(float(later.mean()), 4),
-                          "anchors_with_one_holding_target": round(float(later.any(1).mean()), 4)}
-    return out
-
