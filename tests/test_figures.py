@@ -124,6 +124,10 @@ def test_plug_and_play_figure_pairs_each_row_with_its_versus_row_over_their_comm
     assert json.loads(out.with_suffix(".json").read_text())["office"]["ndcg@20"][0]["backbone"] == "GRU4Rec"
     with pytest.raises(ValueError, match="no row tested against another row"):
         plug_and_play(str(table), output=str(out), metrics=("mrr@10",))
+    records = table.with_suffix(".runs.jsonl")
+    records.write_text(records.read_text() + '{"dataset": "office", "row": "SASRec", "seed": 3}\n')
+    with pytest.raises(ValueError, match=r"results\.runs\.jsonl:12: a run record needs \['key', 'metrics'\]"):
+        plug_and_play(str(table), output=str(out))
     table.write_text("\n".join(",".join(line.split(",")[:-1]) for line in table.read_text().splitlines()))
     with pytest.raises(ValueError, match="no 'versus' column"):
         plug_and_play(str(table), output=str(out))

@@ -37,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sracl_lightning.atomic import atomic_write, atomic_write_text  # noqa: E402
+from sracl_lightning.experiments.records import iter_records  # noqa: E402
 from sracl_lightning.experiments.tables import mean_std  # noqa: E402
 from sracl_lightning.models.metrics import RankingMetrics, per_user_values  # noqa: E402
 
@@ -295,10 +296,11 @@ def plug_and_play(results_csv: str, output: str = "plug_and_play",
         raise FileNotFoundError(f"{records_path}: the run records the runner writes beside {csv_path.name} (the "
                                 "per-seed numbers) are missing")
     values: dict[tuple[str, str, str], dict[int, float]] = {}
-    for line in records_path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        for metric, value in record["metrics"].items():
-            values.setdefault((record["dataset"], record["row"], metric), {})[int(record["seed"])] = float(value)
+    # Every record, by the row it was written for: two rows of one configuration are one run but two bars.
+    for record, _ in iter_records([records_path]):
+        r = record.result
+        for metric, value in r.metrics.items():
+            values.setdefault((r.dataset, r.row, metric), {})[r.seed] = float(value)
     pairs: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
         if not r["versus"] or r["metric"] not in metrics:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,13 +52,9 @@ def local_record(run: PlannedRun) -> RunRecord:
     return RunRecord(result, run.key, info.get("code_version"), info.get("wall_seconds"))
 
 
-def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str], tuple[RunRecord, str]]:
-    """Records by (dataset, key), each with where it was read (``file:line``); errors name the file and line.
-
-    A run is its dataset and key (its resolved configuration, seed included); row names belong to a table, so
-    two tables' files may each hold a "SASRec" of another configuration. The same run may appear in several
-    files, under any row name, only with the same metrics."""
-    found: dict[tuple[str, str], tuple[RunRecord, str]] = {}
+def iter_records(paths: Sequence[str | Path]) -> Iterator[tuple[RunRecord, str]]:
+    """Every record of the files, in order, each with where it was read (``file:line``); a malformed line is
+    refused with its file and line. Records of one run are not merged (see :func:`read_records`)."""
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"records file not found: {path}")
@@ -88,16 +84,27 @@ def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str], tuple[Run
                                metrics=metrics, protocol=raw.get("protocol") or {},
                                semantic_profile=raw.get("semantic_profile"),
                                rank_counts=None if counts is None else tuple(counts), fit_seconds=fit_seconds)
-            record = RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
-                               raw.get("note"))
-            ident = (result.dataset, record.key)
-            if ident in found:
-                earlier, earlier_where = found[ident]
-                if dict(earlier.result.metrics) != dict(metrics):
-                    raise ValueError(f"{where}: {result.dataset}/{result.row}/seed {result.seed} (key {record.key}) "
-                                     f"has other metrics at {earlier_where}: one run, two results")
-                continue
-            found[ident] = (record, where)
+            yield RunRecord(result, str(raw["key"]), raw.get("code_version"), raw.get("wall_seconds"),
+                            raw.get("note")), where
+
+
+def read_records(paths: Sequence[str | Path]) -> dict[tuple[str, str], tuple[RunRecord, str]]:
+    """Records by (dataset, key), each with where it was read (``file:line``); errors name the file and line.
+
+    A run is its dataset and key (its resolved configuration, seed included); row names belong to a table, so
+    two tables' files may each hold a "SASRec" of another configuration. The same run may appear in several
+    files, under any row name, only with the same metrics."""
+    found: dict[tuple[str, str], tuple[RunRecord, str]] = {}
+    for record, where in iter_records(paths):
+        result = record.result
+        ident = (result.dataset, record.key)
+        if ident in found:
+            earlier, earlier_where = found[ident]
+            if dict(earlier.result.metrics) != dict(result.metrics):
+                raise ValueError(f"{where}: {result.dataset}/{result.row}/seed {result.seed} (key {record.key}) "
+                                 f"has other metrics at {earlier_where}: one run, two results")
+            continue
+        found[ident] = (record, where)
     return found
 
 
