@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -280,6 +284,46 @@ def test_extra_arguments_are_part_of_the_key(project):
     bf16 = plan(spec, seeds=[1], out_root=project / "out", root=project,
                 extra_args=["--trainer.precision", "bf16-mixed"])
     assert plain[0].key != bf16[0].key and "--trainer.precision" in bf16[0].args
+
+
+# A train.py that only says it started and waits, and a driver running the runner over two of it (for signals).
+SLOW_TRAIN = """\
+import os, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+Path(args[args.index("--trainer.default_root_dir") + 1], "pid").write_text(str(os.getpid()))
+time.sleep(300)
+"""
+DRIVER = """\
+import sys
+from pathlib import Path
+from sracl_lightning.experiments import Runner, load_table_spec, plan
+project = Path(sys.argv[1])
+runs = plan(load_table_spec(project / "table.yaml"), seeds=[1], out_root=project / "out", root=project)
+Runner([sys.executable, str(project / "train_slow.py")], root=project, jobs=2).run(runs)
+"""
+
+
+def test_a_terminated_runner_stops_its_runs_and_records_them(project):
+    (project / "train_slow.py").write_text(SLOW_TRAIN)
+    (project / "driver.py").write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(project / "driver.py"), str(project)], cwd=REPO_ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    folders = [project / "out" / "table" / "toy" / row / "seed1" for row in ("wo_cl", "sra_cl")]
+    deadline = time.monotonic() + 120
+    while not all((f / "pid").exists() for f in folders):
+        assert driver.poll() is None and time.monotonic() < deadline, "the runs did not start"
+        time.sleep(0.2)
+    pids = [int((f / "pid").read_text()) for f in folders]
+    driver.send_signal(signal.SIGTERM)  # as `kill` or a scheduler's time limit
+    _, stderr = driver.communicate(timeout=90)
+    assert driver.returncode != 0 and "KeyboardInterrupt" in stderr
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # the runs ended with the runner, none left training unwatched
+            os.kill(pid, 0)
+    for folder in folders:
+        record = json.loads((folder / "run.json").read_text())
+        assert record["returncode"] == -signal.SIGTERM and record["wall_seconds"] > 0
 
 
 def test_parallel_jobs_and_failures_are_reported(project):

@@ -67,8 +67,12 @@ def main(
             label = "recorded" if current != "done" and run in recorded else current
             print(f"{label:8s} {run.command_line}")
         return
-    failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed, submitit=submitit,
-                                          submitit_folder=submitit_folder).run(runs, recorded)
+    try:
+        failed = [] if table_only else Runner(jobs=jobs, env=env, rerun_changed=rerun_changed, submitit=submitit,
+                                              submitit_folder=submitit_folder).run(runs, recorded)
+    except KeyboardInterrupt:
+        raise SystemExit("[runner] interrupted; the stopped runs resume from their last.ckpt when the same command "
+                         "is run again") from None
     command = " ".join(["python -m sracl_lightning.runner", table,
                         *(["--datasets", f"[{','.join(datasets)}]"] if datasets else []),
                         *(["--rows", f"'[{', '.join(rows)}]'"] if rows else []),

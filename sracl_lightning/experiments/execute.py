@@ -10,10 +10,13 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -43,11 +46,22 @@ class _Active:
 
 
 class _SubmititJob:
-    """A submitit job behind the two members of ``subprocess.Popen`` the runner uses."""
+    """A submitit job behind the members of ``subprocess.Popen`` the runner uses."""
 
     def __init__(self, job) -> None:
         self.job = job
         self.returncode: int | None = None
+
+    def terminate(self) -> None:
+        self.job.cancel(check=False)
+
+    def wait(self, timeout: float | None = None) -> int:
+        # A cancelled job ends when its scheduler says so; the runner does not wait for it.
+        self.returncode = -signal.SIGTERM if self.returncode is None else self.returncode
+        return self.returncode
+
+    def kill(self) -> None:
+        self.terminate()
 
     def poll(self) -> int | None:
         if self.returncode is None and self.job.done():
@@ -140,7 +154,7 @@ class Runner:
                                    env={**os.environ, **self.env})
         return _Active(process, train_log, time.monotonic())
 
-    def finish(self, run: PlannedRun, active: _Active) -> bool:
+    def finish(self, run: PlannedRun, active: _Active, stopped: bool = False) -> bool:
         if active.log is not None:
             active.log.close()
         process = active.process
@@ -149,9 +163,25 @@ class Runner:
         record.update(returncode=process.returncode, wall_seconds=round(seconds, 1))
         atomic_write_text(run.directory / "run.json", json.dumps(record, indent=2) + "\n")
         ok = process.returncode == 0 and metrics_file(run.directory) is not None
-        verdict = "done" if ok else f"FAILED (exit {process.returncode}; see {run.directory / 'train.log'})"
+        verdict = ("done" if ok else "stopped with the runner (the next call resumes it from its last.ckpt)" if stopped
+                   else f"FAILED (exit {process.returncode}; see {run.directory / 'train.log'})")
         log.info(f"[runner] {run.dataset} / {run.row} / seed {run.seed}: {verdict} in {seconds / 60:.1f} min")
         return ok
+
+    def stop(self, active: Mapping[PlannedRun, _Active], grace_seconds: float = 60.0) -> None:
+        """Stop the running runs with the runner (SIGTERM, then SIGKILL after ``grace_seconds``), so that none goes
+        on writing into its folder unwatched, where the next call would start it again; each resumes from its
+        ``last.ckpt`` then. submitit jobs are cancelled."""
+        for handle in active.values():
+            if handle.process.poll() is None:
+                handle.process.terminate()
+        for run, handle in active.items():
+            try:
+                handle.process.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                handle.process.kill()
+                handle.process.wait()
+            self.finish(run, handle, stopped=True)
 
     def run(self, runs: Sequence[PlannedRun], recorded: Collection[PlannedRun] = ()) -> list[PlannedRun]:
         """Run what is neither done here nor in ``recorded`` (runs with a matching record, see
@@ -162,15 +192,39 @@ class Runner:
                  f"{self.jobs} at a time")
         failed, active = [], {}
         queue = list(todo)
-        while queue or active:
-            while queue and len(active) < self.jobs:
-                run = queue.pop(0)
-                log.info(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}")
-                active[run] = self.start(run)
-            time.sleep(0.2)
-            for run, handle in list(active.items()):
-                if handle.process.poll() is not None:
-                    del active[run]
-                    if not self.finish(run, handle):
-                        failed.append(run)
+        with _sigterm_as_interrupt():
+            try:
+                while queue or active:
+                    while queue and len(active) < self.jobs:
+                        run = queue.pop(0)
+                        log.info(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}")
+                        active[run] = self.start(run)
+                    time.sleep(0.2)
+                    for run, handle in list(active.items()):
+                        if handle.process.poll() is not None:
+                            del active[run]
+                            if not self.finish(run, handle):
+                                failed.append(run)
+            except KeyboardInterrupt:
+                log.info(f"[runner] interrupted: stopping {len(active)} running run(s)")
+                self.stop(active)
+                raise
         return failed
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's time limit) raises KeyboardInterrupt, as Ctrl-C does, so that the runner
+    stops its runs before it exits. Only in the main thread, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
