@@ -276,6 +276,15 @@ def test_rows_can_be_selected(project):
     assert [(r.row, r.seed) for r in runs] == [("SRA-CL", 1), ("SRA-CL", 2)]
     with pytest.raises(ValueError, match=r"unknown rows \['nope'\]"):
         plan(spec, seeds=[1], out_root=project / "out", root=project, rows=["nope"])
+    # Selected rows run in the order given, seed by seed; the table keeps the spec's order.
+    runs = plan(spec, seeds=[1, 2], out_root=project / "out", root=project, rows=["SRA-CL", "w/o CL"])
+    assert [(r.row, r.seed) for r in runs] == [("SRA-CL", 1), ("w/o CL", 1), ("SRA-CL", 2), ("w/o CL", 2)]
+    assert runner(project).run(runs) == [] and [call[-3] for call in calls(project)] == ["1", "1", "2", "2"]
+    assert calls(project)[0].count("--config") == 2, "SRA-CL (two configs) ran first"
+    md, csv_path, jsonl = write_table(spec, runs, project / "t")
+    assert [line.split(" | ")[0] for line in md.read_text().splitlines() if line.startswith("| ")][1:] == [
+        "| w/o CL", "| SRA-CL"]
+    assert [json.loads(line)["row"] for line in jsonl.read_text().splitlines()] == ["w/o CL", "SRA-CL"] * 2
 
 
 def test_extra_arguments_are_part_of_the_key(project):

@@ -38,7 +38,8 @@ def main(
     Args:
         table: A table spec, e.g. ``configs/tables/main.yaml``.
         datasets: Datasets to run (default: the spec's).
-        rows: Rows to run and tabulate (default: all), e.g. ``[w/o CL, SRA-CL]``.
+        rows: Rows to run and tabulate (default: all), e.g. ``[w/o CL, SRA-CL]``; they run in this order, seed by
+            seed (the table keeps the spec's order).
         seeds: Seeds; each (dataset, row) is trained once per seed.
         jobs: Runs at the same time.
         out_root: Where run folders go.

@@ -38,9 +38,10 @@ class PlannedRun:
 def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Sequence[int] = DEFAULT_SEEDS,
          out_root: str | Path = "runs/tables", extra_args: Sequence[str] = (), root: Path = REPO_ROOT,
          rows: Sequence[str] | None = None) -> list[PlannedRun]:
-    """Every (dataset, row, seed) run of ``spec`` (only the named ``rows`` when given), rows outside their
-    ``only`` datasets left out. Seed-major: every row of a seed before the next seed, so a table stopped part-way
-    holds complete seeds, which is what the paired t-test against the baseline row needs."""
+    """Every (dataset, row, seed) run of ``spec`` (only the named ``rows`` when given, in their order; else in the
+    spec's), rows outside their ``only`` datasets left out. Seed-major: every row of a seed before the next seed, so
+    a table stopped part-way holds complete seeds, which is what the paired t-test against the baseline row needs.
+    The table lists its rows in the spec's order either way."""
     if not seeds:
         raise ValueError("no seeds given")
     names = [r.name for r in spec.rows]
@@ -51,6 +52,8 @@ def plan(spec: TableSpec, *, datasets: Sequence[str] | None = None, seeds: Seque
     for dataset in datasets or spec.datasets:
         chosen = [row for row in spec.rows if (rows is None or row.name in rows)
                   and (row.only is None or dataset in row.only) and row.not_run is None]
+        if rows is not None:
+            chosen.sort(key=lambda row: list(rows).index(row.name))
         for seed in seeds:
             for row in chosen:
                 configs = [a for c in row.configs for a in ("--config", c.format(dataset=dataset))]

@@ -27,6 +27,11 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     their folders here, then those in ``records`` (see :func:`match_records`); ``None`` when none has finished.
     ``command``, when given, is stated under the title (the runner passes its own command line)."""
     records = records or {}
+    # The table in the spec's row order, whatever order the rows ran in (``plan``'s ``rows``).
+    first_dataset = {d: i for i, d in enumerate(dict.fromkeys(r.dataset for r in runs))}
+    first_seed = {s: i for i, s in enumerate(dict.fromkeys(r.seed for r in runs))}
+    position = {row.name: i for i, row in enumerate(spec.rows)}
+    runs = sorted(runs, key=lambda r: (first_dataset[r.dataset], first_seed[r.seed], position[r.row]))
     finished: dict[PlannedRun, RunRecord] = {}
     imported = []  # finished by their records only
     for run in runs:
