@@ -270,6 +270,19 @@ def test_tables_may_each_have_a_row_of_one_name_and_another_configuration(projec
     assert all(r.note is None for r in recorded.values())
 
 
+def test_a_rebuilt_table_keeps_its_provenance_comment(project):
+    spec = load_table_spec(project / "table.yaml")
+    runs = plan(spec, seeds=[1], out_root=project / "out", root=project)
+    assert runner(project).run(runs) == []
+    md, *_ = write_table(spec, runs, project / "toy")
+    table = md.read_text()
+    assert not table.startswith("<!--")
+    comment = "<!-- Made on a 2-core CPU,\ntwo 1-thread jobs. -->\n"
+    md.write_text(comment + table)
+    write_table(spec, runs, project / "toy")
+    assert md.read_text() == comment + table, "the rebuild dropped or doubled the comment, or changed the table"
+
+
 def test_rows_can_be_selected(project):
     spec = load_table_spec(project / "table.yaml")
     runs = plan(spec, seeds=[1, 2], out_root=project / "out", root=project, rows=["SRA-CL"])

@@ -70,7 +70,17 @@ def write_table(spec: TableSpec, runs: Sequence[PlannedRun], output: str | Path,
     output = Path(output)
     md, csv_path = output.with_suffix(".md"), output.with_suffix(".csv")
     jsonl = output.with_suffix(".runs.jsonl")
-    atomic_write_text(md, markdown + "\n" + "\n".join(footer) + "\n")
+    atomic_write_text(md, provenance_comment(md) + markdown + "\n" + "\n".join(footer) + "\n")
     atomic_write_text(csv_path, to_csv(cells))
     atomic_write_text(jsonl, "".join(record.to_json() + "\n" for record in finished.values()))
     return md, csv_path, jsonl
+
+
+def provenance_comment(md: Path) -> str:
+    """The ``<!-- ... -->`` block an existing table opens with (how its runs were made, written by hand: machine,
+    worktrees, pauses), kept through a rebuild; "" when there is none."""
+    if not md.is_file():
+        return ""
+    text = md.read_text(encoding="utf-8")
+    end = text.find("-->")
+    return text[:end + 3] + "\n" if text.startswith("<!--") and end >= 0 else ""
