@@ -348,6 +348,33 @@ def test_a_terminated_runner_stops_its_runs_and_records_them(project):
         assert record["returncode"] == -signal.SIGTERM and record["wall_seconds"] >= 0  # may round to 0.0
 
 
+class _SignalledWhileStarting(Runner):
+    """A runner that receives SIGTERM after a run's process started and before the run joins the running ones."""
+
+    def start(self, run):
+        handle = super().start(run)
+        self.started_pid = handle.process.pid
+        os.kill(os.getpid(), signal.SIGTERM)
+        return handle
+
+
+def test_a_signal_while_a_run_starts_still_stops_that_run(project):
+    (project / "train_slow.py").write_text(SLOW_TRAIN)
+    runs = plan(load_table_spec(project / "table.yaml"), seeds=[1], out_root=project / "out", root=project)
+    runner = _SignalledWhileStarting([sys.executable, str(project / "train_slow.py")], root=project, jobs=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(runs[:1])
+        with pytest.raises(ProcessLookupError):  # the run started in the signal's way was stopped with the runner
+            os.kill(runner.started_pid, 0)
+        assert json.loads((runs[0].directory / "run.json").read_text())["returncode"] == -signal.SIGTERM
+    finally:
+        try:
+            os.kill(runner.started_pid, signal.SIGKILL)
+        except (ProcessLookupError, AttributeError):
+            pass
+
+
 def test_parallel_jobs_and_failures_are_reported(project):
     (project / "broken.yaml").write_text("trainer:\n  max_steps: 3\n")
     (project / "table.yaml").write_text((project / "table.yaml").read_text()

@@ -192,13 +192,14 @@ class Runner:
                  f"{self.jobs} at a time")
         failed, active = [], {}
         queue = list(todo)
-        with _sigterm_as_interrupt():
+        with _Interrupts() as interrupts:
             try:
                 while queue or active:
                     while queue and len(active) < self.jobs:
                         run = queue.pop(0)
                         log.info(f"[runner] start {run.dataset} / {run.row} / seed {run.seed}: {run.command_line}")
-                        active[run] = self.start(run)
+                        with interrupts.held():  # a run started is a run the stop below can reach
+                            active[run] = self.start(run)
                     time.sleep(0.2)
                     for run, handle in list(active.items()):
                         if handle.process.poll() is not None:
@@ -212,19 +213,40 @@ class Runner:
         return failed
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, a scheduler's time limit) raises KeyboardInterrupt, as Ctrl-C does, so that the runner
-    stops its runs before it exits. Only in the main thread, where Python delivers signals."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class _Interrupts:
+    """SIGTERM (``kill``, a scheduler's time limit) and SIGINT (Ctrl-C) raise KeyboardInterrupt, so that the runner
+    stops its runs before it exits. Within :meth:`held` (starting a run and entering it in the table of running ones)
+    the signal waits until the block ends: one landing between the two would leave that run training unwatched.
+    Only in the main thread, where Python delivers signals."""
 
-    def interrupt(signum, frame):
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def _interrupt(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = signum
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+            if self.pending is not None:
+                raise KeyboardInterrupt(f"signal {self.pending}")
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {signum: signal.signal(signum, self._interrupt) for signum in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
