@@ -2,9 +2,10 @@
 
     python bench/summary.py            # -> bench/results/SUMMARY.md
 
-Tables: backbone training and ranking (``backbone-<dataset>.json``, from ``bench/backbone.py``) and SRA-CL cost
-modes (``sracl-<dataset>.json``, from ``bench/sracl.py``), each figure with the ratio to the reference measured in
-the same invocation. Nothing here is measured: it only formats what the benchmark scripts wrote.
+Tables: backbone training and ranking (``backbone-<dataset>.json``, from ``bench/backbone.py``), SRA-CL cost modes
+(``sracl-<dataset>.json``, from ``bench/sracl.py``), seed packing (``bench/seed_packing.py``) and the allocator's
+kept memory (``allocator-<dataset>.json``, from ``bench/allocator.py``), each figure with the ratio to the reference
+measured in the same invocation. Nothing here is measured: it only formats what the benchmark scripts wrote.
 """
 
 from __future__ import annotations
@@ -104,6 +105,24 @@ def seed_packing_section(name: str, payload: dict) -> list[str]:
             "`shared_batch` steps the copies one after another on one batch. Packing pays above 1.", ""]
 
 
+def allocator_section(name: str, payload: dict) -> list[str]:
+    lines = [f"## Keeping freed memory: {payload['dataset']}, {payload['precision']}, {payload['batches']} batches, "
+             f"{payload.get('jobs', 1)} job(s) of {payload['threads']} thread(s) (`{name}`)", "",
+             machine_line(payload), "", *repeats_line(payload),
+             "| row | allocator | epoch s | user s | system s | × system (epoch) | × system (CPU s) | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row, r in payload["results"].items():
+        for allocator, label in (("system", "reference: glibc's own thresholds"), ("tuned", "kept (default)")):
+            f = r[allocator]
+            epoch, cpu = (1.0, 1.0) if allocator == "system" else (r["epoch_tuned_over_system"],
+                                                                 r["cpu_tuned_over_system"])
+            lines.append(f"| {row} | {label} | {seconds(f, f['epoch_s'], 1)} | {f['user_s']:.1f} | "
+                         f"{f['system_s']:.1f} | {epoch:.2f} | {cpu:.2f} | {f['peak_rss_mb']:.0f} |")
+    return [*lines, "", "Each figure: the mean over the `train.py` processes trained at once (`bench/allocator.py`), "
+            "`SRACL_ALLOCATOR=system` against the default, which keeps freed memory in the process "
+            "(`sracl_lightning/training/allocator.py`).", ""]
+
+
 def sections_of(files: list[Path], heading_level: str = "##") -> list[str]:
     sections: list[str] = []
     for path in files:
@@ -112,6 +131,8 @@ def sections_of(files: list[Path], heading_level: str = "##") -> list[str]:
             part = backbone_section(path.name, payload)
         elif path.name.startswith("sracl-"):
             part = sracl_section(path.name, payload)
+        elif path.name.startswith("allocator-"):
+            part = allocator_section(path.name, payload)
         elif path.name.startswith("seed_packing-"):
             part = seed_packing_section(path.name, payload)
         else:

@@ -32,6 +32,8 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
     run_script("backbone.py", *common)
     run_script("sracl.py", *common, "--modes", "backbone")
     run_script("seed_packing.py", *common[:6], "--accelerator", "cpu", "--warmup", "1", "--steps", "2", "--packs", "2")
+    run_script("allocator.py", *common[:6], "--rows", "w/o CL", "--precision", "32-true", "--batches", "2",
+               "--jobs", "2", "--repeats", "1")
 
     backbone = json.loads((tmp_path / "results" / "backbone-synthetic.json").read_text())["results"]["32-true"]
     trained = ("reference_train", "encoder_train", "project_train", "project_train_eager", "project_ddp")
@@ -61,12 +63,19 @@ def test_bench_scripts_on_synthetic_write_json_and_summary(tmp_path):
         assert math.isclose(packing[name]["runs_per_hour_over_single"],
                             2 * packing["single"]["s_per_step"] / packing[name]["s_per_step"])
 
+    allocator = json.loads((tmp_path / "results" / "allocator-synthetic.json").read_text())["results"]["w/o CL"]
+    for name in ("system", "tuned"):
+        assert allocator[name]["epoch_s"] > 0 and allocator[name]["peak_rss_mb"] > 0
+    assert math.isclose(allocator["epoch_tuned_over_system"],
+                        allocator["tuned"]["epoch_s"] / allocator["system"]["epoch_s"])
+
     run_script("summary.py", "--results", str(tmp_path / "results"))
     summary = (tmp_path / "results" / "SUMMARY.md").read_text()
     assert "## Backbone: synthetic" in summary and "## SRA-CL cost modes: synthetic" in summary
     assert (f"| 32-true | project (Lightning, data pipeline) | {backbone['project_train']['s_per_epoch']:.1f} |"
             in summary)
     assert "## Seed packing: synthetic, 1 thread(s)" in summary
+    assert "## Keeping freed memory: synthetic, 32-true, 2 batches, 2 job(s) of 1 thread(s)" in summary
     assert "| n/a |" in summary  # no GPU peak on a CPU run
 
 
